@@ -1,0 +1,1 @@
+"""smarthdr inference backends (import name `smarthdr_backends`), found through entry points."""

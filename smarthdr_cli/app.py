@@ -1,0 +1,156 @@
+"""The `smarthdr` command line: one thin function per subcommand; the work lives in library modules."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, List, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from smarthdr_cli import __version__
+from smarthdr_cli.errors import SmartHDRError
+
+app = typer.Typer(
+    name="smarthdr",
+    help="Merge exposure brackets (RAW, JPEG, PNG, TIFF) into ghost-free HDR images.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def cli_errors(command: F) -> F:
+    """Turn every failure into one line on stderr: exit 2 for the user's input, 1 for our bugs."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except SmartHDRError as exc:
+            _stderr().print(f"error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _stderr().print("interrupted; no output was left half-written", markup=False)
+            raise typer.Exit(130) from None
+        except MemoryError:
+            _stderr().print("error: out of memory", markup=False)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary: never show a traceback
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            _stderr().print(f"error: internal error ({type(exc).__name__}: {text}); please report it", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"smarthdr {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Merge exposure brackets (RAW, JPEG, PNG, TIFF) into ghost-free HDR images."""
+
+
+@app.command()
+@cli_errors
+def merge(
+    inputs: Annotated[
+        List[Path],
+        typer.Argument(help="Frame files of one bracket (any order), or one folder in Kalantari layout.", show_default=False),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HDR output: .exr (OpenEXR) or .hdr (Radiance).")],
+    reference: Annotated[
+        Optional[str],
+        typer.Option(help="Reference frame: a position in exposure order (1 = shortest) or one of the files. Default: the middle frame."),
+    ] = None,
+    exposures: Annotated[
+        Optional[str], typer.Option(help="Exposure times in seconds, in the order the files are given, e.g. 1/100,1/25,1/6.")
+    ] = None,
+    ev: Annotated[Optional[str], typer.Option(help="Exposure values in stops, in the order the files are given, e.g. -2,0,2.")] = None,
+    response: Annotated[
+        str,
+        typer.Option(help="Camera response: auto (calibrate JPEG/PNG/TIFF, none for RAW, gamma for Kalantari folders), gamma, calibrate, or a curve FILE (256 lines)."),
+    ] = "auto",
+    align_mode: Annotated[
+        str, typer.Option("--align", help="Pre-align hand-held frames to the reference: none, translation or homography.")
+    ] = "homography",
+    backend: Annotated[str, typer.Option(help="Backend: auto (cuda, then cpu, then classic) or a name from `smarthdr backends`.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
+    float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
+    preview: Annotated[Optional[Path], typer.Option(help="Also write a tone-mapped preview (.jpg or .png).")] = None,
+    tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard (global, white point) or mu (eq. 4 mu-law).")] = "reinhard",
+    uncertainty: Annotated[Optional[Path], typer.Option(help="Also write the backend's per-pixel uncertainty map (.exr).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the merge on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status lines on stderr (errors still shown).")] = False,
+) -> None:
+    """Merge one bracket into an HDR image."""
+    from smarthdr_cli.errors import InputError
+    from smarthdr_cli.merge import MergeSettings, run_merge
+
+    if align_mode not in ("none", "translation", "homography"):
+        raise InputError(f"--align {align_mode}: choose none, translation or homography")
+    console = _stderr()
+    note = (lambda _msg: None) if quiet else (lambda msg: console.print(msg, markup=False, soft_wrap=True))
+    settings = MergeSettings(
+        output=output, reference=reference, exposures=exposures, ev=ev, response=response,
+        align=align_mode, backend=backend, weights=weights, threads=threads,  # type: ignore[arg-type]
+        float32=float32, preview=preview, tonemap=tonemap, uncertainty=uncertainty, overwrite=overwrite,
+    )
+    report = run_merge(inputs, settings, note)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    elif not quiet:
+        for line in report.notes:
+            note(line)
+        note(f"wrote {', '.join(report.outputs.values())} in {report.seconds:.1f} s")
+
+
+@app.command()
+@cli_errors
+def backends(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per backend, one per line.")] = False,
+) -> None:
+    """List every backend, whether it can run here, and why not."""
+    from smarthdr_backends.base import registry
+
+    rows = []
+    for name, entry in sorted(registry().items()):
+        state = entry.availability()
+        rows.append({"name": name, "available": state.available, "reason": state.reason, "origin": entry.origin, "summary": entry.summary()})
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table("backend", "available", "why", "from")
+    for row in rows:
+        table.add_row(row["name"], "yes" if row["available"] else "no", row["reason"], row["origin"])
+    Console(highlight=False).print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="smarthdr")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""File readers and writers: frames in, HDR images and previews out. No backend knowledge here."""

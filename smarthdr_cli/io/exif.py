@@ -1,0 +1,136 @@
+"""Capture metadata of one frame: exposure, ISO, aperture, orientation, camera, capture time.
+
+exifread reads JPEG/TIFF and the TIFF-based RAW containers (DNG, CR2, NEF, ARW) even when the image
+data itself is broken; for containers it cannot parse (CRW, KDC) LibRaw's own metadata is the
+fallback (see `smarthdr_cli.io.raw.raw_metadata`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+
+import exifread
+
+# EXIF Orientation values -> (number of 90-degree counter-clockwise turns, mirror left-right first)
+_ORIENTATIONS: dict[int, tuple[int, bool]] = {
+    1: (0, False),
+    2: (0, True),
+    3: (2, False),
+    4: (2, True),
+    5: (1, True),
+    6: (3, False),
+    7: (3, True),
+    8: (1, False),
+}
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """What the camera recorded about one frame; every field may be unknown (None)."""
+
+    exposure_time: float | None = None  # seconds
+    iso: float | None = None
+    f_number: float | None = None
+    orientation: int = 1  # EXIF orientation 1..8
+    make: str | None = None
+    model: str | None = None
+    capture_time: datetime | None = None
+    source: str = "none"  # "exif", "libraw" or "none"
+
+    @property
+    def camera(self) -> str | None:
+        parts = [p for p in (self.make, self.model) if p]
+        return " ".join(parts) if parts else None
+
+    def merged(self, fallback: "CaptureInfo") -> "CaptureInfo":
+        """Fill unknown fields from `fallback` (e.g. LibRaw where exifread found nothing)."""
+        updates = {
+            name: getattr(fallback, name)
+            for name in ("exposure_time", "iso", "f_number", "make", "model", "capture_time")
+            if getattr(self, name) is None and getattr(fallback, name) is not None
+        }
+        if not updates:
+            return self
+        if self.exposure_time is None and "exposure_time" in updates:
+            updates["source"] = fallback.source
+        return replace(self, **updates)
+
+
+def _ratio(value: object) -> float | None:
+    """An exifread tag value (Ratio, int or list of them) as a positive float, or None."""
+    values = getattr(value, "values", None)
+    if values is None or len(values) == 0:
+        return None
+    first = values[0]
+    try:
+        if hasattr(first, "num") and hasattr(first, "den"):
+            if first.den == 0:
+                return None
+            number = float(Fraction(first.num, first.den))
+        else:
+            number = float(first)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().strip("\x00").strip()
+    return text or None
+
+
+def _datetime(value: object) -> datetime | None:
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def read_exif(path: Path) -> CaptureInfo:
+    """Read the capture metadata of `path` with exifread; unparseable containers give no fields."""
+    try:
+        with open(path, "rb") as handle:
+            tags = exifread.process_file(handle, details=False)
+    except OSError:
+        raise
+    except Exception:  # exifread raises many kinds of errors on containers it does not know
+        return CaptureInfo()
+    if not tags:
+        return CaptureInfo()
+
+    exposure = _ratio(tags.get("EXIF ExposureTime"))
+    if exposure is None or exposure <= 0:
+        apex = _ratio(tags.get("EXIF ShutterSpeedValue"))  # APEX Tv: t = 2^-Tv
+        exposure = 2.0 ** (-apex) if apex is not None and abs(apex) < 40 else None
+    iso = _ratio(tags.get("EXIF ISOSpeedRatings")) or _ratio(tags.get("EXIF PhotographicSensitivity"))
+    f_number = _ratio(tags.get("EXIF FNumber"))
+    if f_number is None or f_number <= 0:
+        apex = _ratio(tags.get("EXIF ApertureValue"))  # APEX Av: N = sqrt(2)^Av
+        f_number = math.sqrt(2.0) ** apex if apex is not None and 0 < apex < 40 else None
+    orientation_tag = tags.get("Image Orientation")
+    orientation = int(_ratio(orientation_tag) or 1) if orientation_tag is not None else 1
+    if orientation not in _ORIENTATIONS:
+        orientation = 1
+    return CaptureInfo(
+        exposure_time=exposure if exposure and exposure > 0 else None,
+        iso=iso if iso and iso > 0 else None,
+        f_number=f_number if f_number and f_number > 0 else None,
+        orientation=orientation,
+        make=_text(tags.get("Image Make")),
+        model=_text(tags.get("Image Model")),
+        capture_time=_datetime(tags.get("EXIF DateTimeOriginal") or tags.get("Image DateTime")),
+        source="exif" if exposure else "none",
+    )
+
+
+def orientation_turns(orientation: int) -> tuple[int, bool]:
+    """(counter-clockwise quarter turns, mirror first) that display an image upright."""
+    return _ORIENTATIONS.get(orientation, (0, False))

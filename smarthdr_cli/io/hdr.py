@@ -1,0 +1,143 @@
+"""HDR images in and out: OpenEXR through the OpenEXR package, Radiance .hdr through OpenCV.
+
+OpenCV's Radiance decoder refuses files whose header has lines before `#?RADIANCE` (e.g. `VIEW=`),
+so the header is parsed here, tolerantly, and only the pixel stream is handed to OpenCV.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from smarthdr_cli.errors import InputError, OutputError
+from smarthdr_cli.io.output import atomic_output
+
+HDR_EXTENSIONS = frozenset({".exr", ".hdr", ".pic", ".rgbe"})
+# Rec. 709 luminance weights: OpenEXR's default chromaticities for luminance/chroma images.
+_REC709_Y = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
+def is_hdr(path: Path) -> bool:
+    return path.suffix.lower() in HDR_EXTENSIONS
+
+
+def read_hdr(path: Path) -> np.ndarray:
+    """Radiance of `path` as float32 HxWx3 (linear RGB)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.suffix.lower() == ".exr":
+        return _read_exr(path)
+    return _read_radiance(path)
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    import OpenEXR
+
+    try:
+        channels = {
+            name: np.asarray(channel.pixels, dtype=np.float32)
+            for name, channel in OpenEXR.File(str(path), separate_channels=True).channels().items()
+        }
+    except Exception as exc:  # the bindings raise plain RuntimeError/Exception on broken files
+        raise InputError(f"{path}: cannot read OpenEXR file ({str(exc).splitlines()[0][:160]})") from None
+
+    def find(name: str) -> np.ndarray | None:  # "R", or "<layer>.R" for the first layer that has it
+        if name in channels:
+            return channels[name]
+        for key, value in sorted(channels.items()):
+            if key.rsplit(".", 1)[-1] == name:
+                return value
+        return None
+
+    red, green, blue, luma = find("R"), find("G"), find("B"), find("Y")
+    if red is not None and green is not None and blue is not None:
+        rgb = np.stack([red, green, blue], axis=2)
+    elif luma is not None and find("RY") is not None and find("BY") is not None:
+        rgb = _from_luminance_chroma(luma, find("RY"), find("BY"))
+    elif luma is not None:
+        rgb = np.repeat(luma[:, :, None], 3, axis=2)
+    else:
+        raise InputError(f"{path}: OpenEXR file has no RGB or Y channels ({', '.join(sorted(channels))})")
+    return np.nan_to_num(rgb, nan=0.0, posinf=65504.0, neginf=0.0).astype(np.float32)
+
+
+def _from_luminance_chroma(luma: np.ndarray, ry: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """OpenEXR's luminance/chroma encoding: RY = (R - Y) / Y and BY = (B - Y) / Y, chroma subsampled."""
+    import cv2
+
+    height, width = luma.shape
+    ry = cv2.resize(ry, (width, height), interpolation=cv2.INTER_LINEAR)
+    by = cv2.resize(by, (width, height), interpolation=cv2.INTER_LINEAR)
+    red = (ry + 1.0) * luma
+    blue = (by + 1.0) * luma
+    green = (luma - _REC709_Y[0] * red - _REC709_Y[2] * blue) / _REC709_Y[1]
+    return np.maximum(np.stack([red, green, blue], axis=2), 0.0)
+
+
+def _read_radiance(path: Path) -> np.ndarray:
+    import cv2
+
+    data = path.read_bytes()
+    end = data.find(b"\n\n", 0, 1 << 16)
+    if end < 0:
+        raise InputError(f"{path}: not a Radiance .hdr file (no header end)")
+    header = data[:end].decode("latin-1").splitlines()
+    if not any(line.startswith("#?") for line in header):
+        raise InputError(f"{path}: not a Radiance .hdr file (no #?RADIANCE line)")
+    formats = [line.split("=", 1)[1].strip() for line in header if line.startswith("FORMAT=")]
+    if formats and formats[-1] != "32-bit_rle_rgbe":
+        raise InputError(f"{path}: unsupported Radiance pixel format {formats[-1]}")
+    stream = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + data[end + 2 :]
+    try:
+        bgr = cv2.imdecode(np.frombuffer(stream, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        bgr = None
+    if bgr is None or bgr.ndim != 3 or bgr.dtype != np.float32:
+        raise InputError(f"{path}: corrupt Radiance .hdr pixel data")
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    if not np.isfinite(rgb).all():
+        raise InputError(f"{path}: corrupt Radiance .hdr pixel data (non-finite values)")
+    return rgb
+
+
+def write_hdr(
+    path: Path,
+    rgb: np.ndarray,
+    *,
+    attributes: Mapping[str, object] | None = None,
+    float32: bool = False,
+    overwrite: bool = False,
+) -> None:
+    """Write linear HxWx3 radiance to .exr (ZIP, half unless `float32`) or Radiance .hdr, atomically."""
+    rgb = np.ascontiguousarray(np.nan_to_num(np.maximum(rgb, 0.0), nan=0.0, posinf=65504.0))
+    suffix = path.suffix.lower()
+    if suffix not in (".exr", ".hdr"):
+        raise OutputError(f"{path}: unsupported HDR output type {suffix or '(none)'}; use .exr or .hdr")
+    with atomic_output(path, overwrite) as temp:
+        if suffix == ".exr":
+            _write_exr(temp, rgb, attributes or {}, float32)
+        else:
+            _write_radiance(temp, rgb)
+
+
+def _write_exr(temp: Path, rgb: np.ndarray, attributes: Mapping[str, object], float32: bool) -> None:
+    import OpenEXR
+
+    pixels = rgb.astype(np.float32) if float32 else np.minimum(rgb, 65504.0).astype(np.float16)
+    header: dict[str, object] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    for key, value in attributes.items():
+        header[key] = [float(v) for v in value] if isinstance(value, (list, tuple)) else value
+    try:
+        OpenEXR.File(header, {"RGB": pixels}).write(str(temp))
+    except Exception as exc:  # e.g. disk full: the bindings raise a generic error
+        raise OutputError(f"{temp.name}: cannot write OpenEXR ({str(exc).splitlines()[0][:160]})") from None
+
+
+def _write_radiance(temp: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(".hdr", np.ascontiguousarray(rgb[:, :, ::-1].astype(np.float32)))
+    if not ok:
+        raise OutputError(f"{temp.name}: OpenCV could not encode Radiance .hdr")
+    temp.write_bytes(encoded.tobytes())

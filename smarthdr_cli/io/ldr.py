@@ -1,0 +1,40 @@
+"""JPEG, PNG and TIFF frames (8 or 16 bit) through imageio, as float32 HxWx3 in [0, 1]."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from smarthdr_cli.errors import InputError
+
+LDR_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+
+
+def is_ldr(path: Path) -> bool:
+    return path.suffix.lower() in LDR_EXTENSIONS
+
+
+def read_ldr(path: Path) -> tuple[np.ndarray, int]:
+    """Pixels of `path` scaled to [0, 1] and the file's bit depth (8 or 16)."""
+    import imageio.v3 as iio
+
+    try:
+        pixels = np.asarray(iio.imread(path))
+    except (OSError, ValueError, SyntaxError, RuntimeError, IndexError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if pixels.ndim == 4 and pixels.shape[0] >= 1:  # multi-page TIFF: first page
+        pixels = pixels[0]
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or min(pixels.shape[:2]) < 2:
+        raise InputError(f"{path}: unsupported image layout {pixels.shape}")
+    if pixels.shape[2] in (1, 2):  # grey (+ alpha)
+        pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
+    pixels = pixels[:, :, :3]
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0, 8
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0, 16
+    if np.issubdtype(pixels.dtype, np.floating):
+        raise InputError(f"{path}: floating-point image; brackets must be LDR frames (8 or 16 bit)")
+    raise InputError(f"{path}: unsupported sample type {pixels.dtype}")

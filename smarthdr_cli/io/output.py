@@ -1,0 +1,50 @@
+"""Safe output files: checked before any work, written to a temp file and renamed into place.
+
+A crash, a full disk or Ctrl-C never leaves a half-written file under the user's chosen name, and
+an existing file is only replaced when the user asked for it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from smarthdr_cli.errors import OutputError
+
+
+def check_output_path(path: Path, overwrite: bool) -> None:
+    """Fail early (before a long merge) when `path` cannot or must not be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+    if not folder.is_dir():
+        raise OutputError(f"{path}: output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: output folder {folder} is not writable")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed to `path`, else removed."""
+    check_output_path(path, overwrite)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create a file in {folder} ({exc.strerror})") from None
+    os.close(handle)
+    temp = Path(name)
+    try:
+        yield temp
+        if not overwrite and path.exists():
+            raise OutputError(f"{path}: appeared while writing (pass --overwrite to replace it)")
+        os.replace(temp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
