@@ -18,6 +18,7 @@ from smarthdr_cli.bracket import GAMMA
 AlignMode = Literal["none", "translation", "homography"]
 MAX_SHIFT = 0.04  # of the image diagonal: larger motions are not a hand-held bracket
 MIN_CORRELATION = 0.6
+HOMOGRAPHY_GAIN = 0.003  # correlation a homography must add over a translation to be used
 MIN_SHIFT_PX = 0.5  # below this the frame is already aligned; resampling it would only blur it
 _WORK_SIDE = 1024  # long side of the finest level the fit runs on
 
@@ -56,6 +57,39 @@ def _corner_shift(matrix: np.ndarray, height: int, width: int) -> float:
     return float(np.max(np.linalg.norm(moved - corners[:, :2], axis=1)))
 
 
+def _fit(
+    ref_log: np.ndarray, mov_log: np.ndarray, valid: np.ndarray, mode: AlignMode, start: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    """ECC fit coarse to fine from the full-resolution warp `start`; (warp, correlation) or None."""
+    import cv2
+
+    height, width = ref_log.shape
+    motion = cv2.MOTION_TRANSLATION if mode == "translation" else cv2.MOTION_HOMOGRAPHY
+    finest = min(1.0, _WORK_SIDE / max(height, width))
+    scales = [finest / 4, finest / 2, finest] if max(height, width) * finest >= 256 else [finest]
+    correlation = 0.0
+    full = start.astype(np.float64)
+    for scale in scales:
+        to_level = np.diag([scale, scale, 1.0])
+        warp = (to_level @ full @ np.linalg.inv(to_level)).astype(np.float32)
+        template = _resize(ref_log, scale)
+        image = _resize(mov_log, scale)
+        mask = (_resize(valid.astype(np.uint8) * 255, scale) > 200).astype(np.uint8)
+        matrix = warp[:2].copy() if mode == "translation" else warp
+        try:
+            correlation, matrix = cv2.findTransformECC(
+                template, image, matrix, motion,
+                (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), mask, 5,
+            )
+        except cv2.error:
+            return None
+        warp = np.vstack([matrix, [0, 0, 1]]) if mode == "translation" else matrix
+        full = np.linalg.inv(to_level) @ warp.astype(np.float64) @ to_level
+    if not np.isfinite(full).all():
+        return None
+    return full, float(correlation)
+
+
 def estimate(
     reference: np.ndarray,
     ref_exposure: float,
@@ -64,9 +98,12 @@ def estimate(
     mode: AlignMode,
     gamma: float = GAMMA,
 ) -> Alignment:
-    """Fit the warp that maps `moving` onto `reference`; identity with a reason when it fails."""
-    import cv2
+    """Fit the warp that maps `moving` onto `reference`; identity with a reason when it fails.
 
+    `homography` first fits a translation and keeps the homography only where it matches
+    clearly better (HOMOGRAPHY_GAIN in correlation): with clipped skies or moving objects the
+    extra degrees of freedom otherwise fit noise and tilt the frame's corners.
+    """
     identity = np.eye(3)
     height, width = reference.shape[:2]
     if mode == "none":
@@ -79,40 +116,26 @@ def estimate(
     # Pixels valid in the reference but clipped in the moving frame take the reference's value,
     # so clipping does not pull the fit; the mask restricts the fit to mutually valid pixels.
     mov_log = np.where(mov_valid, mov_log, ref_log)
-    motion = cv2.MOTION_TRANSLATION if mode == "translation" else cv2.MOTION_HOMOGRAPHY
-    warp = np.eye(3, dtype=np.float32)
-    finest = min(1.0, _WORK_SIDE / max(height, width))
-    scales = [finest / 4, finest / 2, finest] if max(height, width) * finest >= 256 else [finest]
-    correlation = 0.0
-    previous_scale = None
-    for scale in scales:
-        if previous_scale is not None:  # carry the warp to the finer level
-            factor = scale / previous_scale
-            lift = np.diag([factor, factor, 1.0]).astype(np.float32)
-            warp = lift @ warp @ np.linalg.inv(lift)
-        previous_scale = scale
-        template = _resize(ref_log, scale)
-        image = _resize(mov_log, scale)
-        mask = (_resize(valid.astype(np.uint8) * 255, scale) > 200).astype(np.uint8)
-        matrix = warp[:2].copy() if mode == "translation" else warp.copy()
-        try:
-            correlation, matrix = cv2.findTransformECC(
-                template, image, matrix, motion,
-                (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), mask, 5,
-            )
-        except cv2.error:
-            return Alignment(False, identity, 0.0, 0.0, "the fit did not converge")
-        warp = np.vstack([matrix, [0, 0, 1]]).astype(np.float32) if mode == "translation" else matrix
-    full = np.diag([1 / finest, 1 / finest, 1.0]) @ warp.astype(np.float64) @ np.diag([finest, finest, 1.0])
-    shift = _corner_shift(full, height, width)
     limit = MAX_SHIFT * float(np.hypot(height, width))
-    if not np.isfinite(full).all() or shift > limit:
-        return Alignment(False, identity, shift, float(correlation), f"implausible motion of {shift:.0f} px")
+
+    fit = _fit(ref_log, mov_log, valid, "translation", identity)
+    if fit is None:
+        return Alignment(False, identity, 0.0, 0.0, "the fit did not converge")
+    matrix, correlation = fit
+    if mode == "homography" and _corner_shift(matrix, height, width) <= limit:
+        richer = _fit(ref_log, mov_log, valid, "homography", matrix)
+        if richer is not None and richer[1] >= correlation + HOMOGRAPHY_GAIN:
+            if _corner_shift(richer[0], height, width) <= limit:
+                matrix, correlation = richer
+    shift = _corner_shift(matrix, height, width)
+    if shift > limit:
+        return Alignment(False, identity, shift, correlation, f"implausible motion of {shift:.0f} px")
     if correlation < MIN_CORRELATION:
-        return Alignment(False, identity, shift, float(correlation), f"poor match (correlation {correlation:.2f})")
+        return Alignment(False, identity, shift, correlation, f"poor match (correlation {correlation:.2f})")
     if shift < MIN_SHIFT_PX:
-        return Alignment(False, identity, shift, float(correlation), f"already aligned ({shift:.2f} px)")
-    return Alignment(True, full, shift, float(correlation), f"moved {shift:.1f} px")
+        return Alignment(False, identity, shift, correlation, f"already aligned ({shift:.2f} px)")
+    kind = "homography" if abs(matrix[0, 1]) + abs(matrix[1, 0]) + abs(matrix[2, :2]).sum() > 0 else "translation"
+    return Alignment(True, matrix, shift, correlation, f"moved {shift:.1f} px ({kind})")
 
 
 def warp(image: np.ndarray, alignment: Alignment) -> np.ndarray:

@@ -74,12 +74,19 @@ def main_options(
 def merge(
     inputs: Annotated[
         List[Path],
-        typer.Argument(help="Frame files of one bracket (any order), or one folder in Kalantari layout.", show_default=False),
+        typer.Argument(
+            help="Frame files of one bracket (any order), or one folder in Kalantari layout.",
+            show_default=False,
+            metavar="FRAMES...",
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="HDR output: .exr (OpenEXR) or .hdr (Radiance).")],
     reference: Annotated[
         Optional[str],
-        typer.Option(help="Reference frame: a position in exposure order (1 = shortest) or one of the files. Default: the middle frame."),
+        typer.Option(
+            help="Reference frame: a position in exposure order (1 = shortest) or one of the files. "
+            "Default: the middle frame (the lower middle for an even count, so the shorter of two)."
+        ),
     ] = None,
     exposures: Annotated[
         Optional[str], typer.Option(help="Exposure times in seconds, in the order the files are given, e.g. 1/100,1/25,1/6.")
@@ -87,7 +94,11 @@ def merge(
     ev: Annotated[Optional[str], typer.Option(help="Exposure values in stops, in the order the files are given, e.g. -2,0,2.")] = None,
     response: Annotated[
         str,
-        typer.Option(help="Camera response: auto (calibrate JPEG/PNG/TIFF, none for RAW, gamma for Kalantari folders), gamma, calibrate, or a curve FILE (256 lines)."),
+        typer.Option(
+            help="Camera response of JPEG/PNG/TIFF frames: auto (calibrate, but gamma for a folder with "
+            "exposure.txt; RAW needs none), gamma, calibrate, or a curve FILE (256 lines). "
+            "RAW frames accept only auto or gamma."
+        ),
     ] = "auto",
     align_mode: Annotated[
         str, typer.Option("--align", help="Pre-align hand-held frames to the reference: none, translation or homography.")
@@ -97,8 +108,8 @@ def merge(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
     float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
     preview: Annotated[Optional[Path], typer.Option(help="Also write a tone-mapped preview (.jpg or .png).")] = None,
-    tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard (global, white point) or mu (eq. 4 mu-law).")] = "reinhard",
-    uncertainty: Annotated[Optional[Path], typer.Option(help="Also write the backend's per-pixel uncertainty map (.exr).")] = None,
+    tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard (global, with white point) or mu (the log-like mu-law, mu=5000, used by the metrics).")] = "reinhard",
+    uncertainty: Annotated[Optional[Path], typer.Option(help="Also write the backend's per-pixel uncertainty map (.exr); refused by backends without one (classic).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the merge on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status lines on stderr (errors still shown).")] = False,
@@ -148,9 +159,20 @@ def backends(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="smarthdr")
+    """Console-script entry point: usage errors, too, become one line and exit code 2."""
+    try:
+        code = app(prog_name="smarthdr", standalone_mode=False)
+    except Exception as exc:  # click's exceptions; duck-typed, as typer may bundle its own click
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            message = exc.format_message()
+            if message:  # empty after `smarthdr` alone, whose help was already shown
+                _stderr().print(f"error: {message} (see 'smarthdr --help')", markup=False, soft_wrap=True)
+            sys.exit(int(exc.exit_code))
+        if type(exc).__name__ == "Abort":
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

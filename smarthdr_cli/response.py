@@ -18,6 +18,7 @@ from smarthdr_cli.bracket import GAMMA
 from smarthdr_cli.errors import InputError
 
 CODES = 256
+MIN_DISTINCT_CODES = 64
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ def calibrate(images: Sequence[np.ndarray], exposures: Sequence[float]) -> Respo
     for image in images:
         codes = (np.clip(image[::step, ::step], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         frames.append(np.ascontiguousarray(np.concatenate([codes[:, :, c] for c in range(3)], axis=1)))
+    # Too few distinct codes leave the curve to the smoothness prior alone: nothing was measured.
+    if len(np.unique(np.concatenate([f.ravel() for f in frames]))) < MIN_DISTINCT_CODES:
+        return None
     times = np.asarray(exposures, dtype=np.float32)
     try:
         estimator = cv2.createCalibrateDebevec(samples=300, lambda_=10.0, random=False)

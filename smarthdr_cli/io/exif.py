@@ -6,6 +6,7 @@ fallback (see `smarthdr_cli.io.raw.raw_metadata`).
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -13,6 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import exifread
+
+# exifread logs "File format not recognized" and the like as warnings: the caller decides what
+# a missing tag means, so these stay off the user's terminal.
+logging.getLogger("exifread").setLevel(logging.CRITICAL)
 
 # EXIF Orientation values -> (number of 90-degree counter-clockwise turns, mirror left-right first)
 _ORIENTATIONS: dict[int, tuple[int, bool]] = {

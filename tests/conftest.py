@@ -1,0 +1,54 @@
+"""Shared fixtures: the real camera files in ../shared/data (skipped when absent) and synthetic brackets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from smarthdr_cli.camera import moving_object, procedural_radiance, render_bracket
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write_bracket(folder: Path, frames: list[np.ndarray], evs: list[float] | None = None, suffix: str = ".png") -> list[Path]:
+    """Frames as image files (names sort short -> long) and, when `evs` is given, exposure.txt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frame in enumerate(frames, start=1):
+        path = folder / f"frame{index}{suffix}"
+        iio.imwrite(path, frame)
+        paths.append(path)
+    if evs is not None:
+        (folder / "exposure.txt").write_text("".join(f"{ev}\n" for ev in evs))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def static_scene() -> tuple[np.ndarray, list[np.ndarray]]:
+    """A static HDR scene (GT radiance, max ~1) and its 8-bit EV -2/0/+2 bracket with mild noise."""
+    radiance = procedural_radiance(192, 288, seed=3)
+    return radiance, render_bracket(radiance, [1.0, 4.0, 16.0], noise=0.001, seed=3)
+
+
+@pytest.fixture(scope="session")
+def dynamic_scene() -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """GT (the reference frame's radiance), a bracket where an object moves, and the object's mask."""
+    radiance = procedural_radiance(192, 288, seed=5)
+    scenes, mask = moving_object(radiance, 3, reference=1, seed=5)
+    return scenes[1], render_bracket(scenes, [1.0, 4.0, 16.0], noise=0.001, seed=5), mask

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from smarthdr_cli.errors import InputError
+from smarthdr_cli.io.exif import orientation_turns, read_exif
+from smarthdr_cli.io.ldr import read_ldr
+from smarthdr_cli.merge import capture_info
+
+
+def test_ldr_bit_depths(tmp_path: Path):
+    image8 = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    iio.imwrite(tmp_path / "a.png", image8)
+    pixels, bits = read_ldr(tmp_path / "a.png")
+    assert bits == 8 and np.allclose(pixels * 255, image8)
+    image16 = (np.arange(4 * 5 * 3, dtype=np.uint16) * 1000).reshape(4, 5, 3)
+    iio.imwrite(tmp_path / "a.tif", image16)
+    pixels, bits = read_ldr(tmp_path / "a.tif")
+    assert bits == 16 and np.allclose(pixels * 65535, image16)
+    iio.imwrite(tmp_path / "grey.png", image8[:, :, 0])
+    pixels, _ = read_ldr(tmp_path / "grey.png")
+    assert pixels.shape == (4, 5, 3)
+
+
+def test_ldr_refuses_garbage(tmp_path: Path):
+    (tmp_path / "x.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(InputError, match="x.jpg"):
+        read_ldr(tmp_path / "x.jpg")
+    iio.imwrite(tmp_path / "f.tif", np.ones((4, 4, 3), np.float32))
+    with pytest.raises(InputError, match="floating-point"):
+        read_ldr(tmp_path / "f.tif")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_table_matches_exif(orientation):
+    """Apply the table to an image 'as stored' for each EXIF orientation and get the upright one."""
+    upright = np.arange(6).reshape(2, 3)
+    stored = {
+        1: upright, 2: upright[:, ::-1], 3: upright[::-1, ::-1], 4: upright[::-1],
+        5: upright.T, 6: np.rot90(upright, 1), 7: np.rot90(upright.T, 2), 8: np.rot90(upright, -1),
+    }[orientation]
+    turns, mirror = orientation_turns(orientation)
+    shown = stored[:, ::-1] if mirror else stored
+    assert np.array_equal(np.rot90(shown, turns), upright)
+
+
+def test_exif_of_real_cameras(shared_data: Path):
+    frob = [read_exif(shared_data / "brackets" / "frobisher" / f"IMG_260{i}.jpg") for i in range(3)]
+    assert [f.exposure_time for f in frob] == pytest.approx([1 / 8, 1.0, 8.0])
+    assert frob[0].iso == 100 and frob[0].f_number == pytest.approx(8.0)
+    assert frob[0].camera == "Canon EOS 5D Mark II"
+    exif = shared_data / "exif"
+    assert read_exif(exif / "canon-ixus.jpg").exposure_time == pytest.approx(1 / 350)
+    assert read_exif(exif / "kodak-dc240.jpg").exposure_time == pytest.approx(1 / 30)
+    assert read_exif(exif / "nikon-e950.jpg").exposure_time == pytest.approx(1 / 77)
+    # sony-d700 has only the APEX ShutterSpeedValue (5): t = 2^-5 s.
+    assert read_exif(exif / "sony-d700.jpg").exposure_time == pytest.approx(1 / 32)
+    # fujifilm-dx10 has no ExposureTime either, but an APEX ShutterSpeedValue of 33/5.
+    assert read_exif(exif / "fujifilm-dx10.jpg").exposure_time == pytest.approx(2 ** -6.6)
+    assert read_exif(exif / "olympus-d320l.jpg").exposure_time is None
+
+
+def test_raw_metadata_falls_back_to_libraw(shared_data: Path):
+    crw = capture_info(shared_data / "raw" / "RAW_CANON_D30_SRGB.CRW")
+    kdc = capture_info(shared_data / "raw" / "RAW_KODAK_DC50.KDC")
+    assert crw.source == "libraw" and crw.exposure_time == pytest.approx(0.00496, rel=1e-2)
+    assert kdc.exposure_time == pytest.approx(0.00435, rel=1e-2)
+    arw = capture_info(shared_data / "malformed" / "exifpy_sony_a7iii_stripped.ARW")
+    assert arw.source == "exif" and arw.exposure_time == pytest.approx(1 / 400)
+    z9 = capture_info(shared_data / "malformed" / "exifpy_nikon_z9_htz_cropped.dng")
+    assert z9.exposure_time == pytest.approx(30.0)
