@@ -5,8 +5,8 @@ with weights `t_i * w(x_i)` (longer exposures carry less noise per unit radiance
 towards clipping). A non-reference pixel joins only where it agrees with the reference:
 
   each frame's pixel defines an interval of radiances consistent with it, `[(x - k s)^g, (x + k s)^g] / t`
-  with s the frame's noise level, open-ended above where the frame clips and starting at 0 where
-  it is black. A non-reference pixel whose interval misses the reference's interval shows
+  with s the frame's noise level (widened by the sensor's linear-domain noise near black),
+  open-ended above where the frame clips. A non-reference pixel whose interval misses the reference's interval shows
   something else (a moving object): it is dropped, together with a small neighbourhood.
 
 So the reference is always used where it is well exposed, and a clipped or noisy reference is
@@ -16,6 +16,7 @@ never shows content the reference frame contradicts.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -29,28 +30,48 @@ RELATIVE_TOLERANCE = 0.12  # exposure-time and response errors of real cameras, 
 GHOST_DILATION = 2  # pixels added around every rejected pixel (object edges, JPEG ringing)
 
 
-def noise_level(image: np.ndarray, bits: int = 8) -> float:
-    """Robust noise estimate (LDR units) from the residual of a 3x3 median filter."""
+@dataclass(frozen=True)
+class Noise:
+    """A frame's noise: `ldr` in LDR units (quantisation, compression), `linear` in linear units.
+
+    Sensor noise is roughly constant in the linear domain, so in the gamma domain it grows without
+    bound towards black; a single LDR-domain level would flag dark pixels of short frames as
+    ghosts. Each observation's interval is the union of both.
+    """
+
+    ldr: float
+    linear: float
+
+
+def _robust_sigma(values: np.ndarray) -> float:
+    """Standard deviation of the residual of a 3x3 median filter (MAD; 1.3 corrects for the filter)."""
+    return 1.4826 * float(np.median(np.abs(values))) * 1.3 if values.size >= 100 else 0.0
+
+
+def noise_level(image: np.ndarray, bits: int = 8, gamma: float = 2.2) -> Noise:
+    """Robust noise estimate of one frame from the residual of a 3x3 median filter."""
     import cv2
 
     grey = image.mean(axis=2).astype(np.float32)
     step = max(1, int(np.sqrt(grey.size / 2.0e6)))  # ~2 MP is plenty for a median
     grey = np.ascontiguousarray(grey[::step, ::step])
-    residual = grey - cv2.medianBlur(grey, 3)
+    linear = grey**gamma
     usable = (grey > 0.02) & (grey < SATURATION)
-    if usable.sum() < 100:
-        sigma = 0.0
-    else:
-        sigma = 1.4826 * float(np.median(np.abs(residual[usable]))) * 1.3
-    floor = 1.0 / ((1 << bits) - 1)
-    return max(sigma, floor)
+    dark = (grey > 0.0) & (grey < 0.3)
+    ldr = _robust_sigma((grey - cv2.medianBlur(grey, 3))[usable])
+    lin = _robust_sigma((linear - cv2.medianBlur(linear, 3))[dark])
+    return Noise(ldr=max(ldr, 1.0 / ((1 << bits) - 1)), linear=lin)
 
 
-def _interval(image: np.ndarray, exposure: float, sigma: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+def _interval(
+    image: np.ndarray, clipped: np.ndarray, exposure: float, noise: Noise, gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Radiance interval per pixel and channel that an observation `image` is consistent with."""
-    low = np.maximum(image - K_SIGMA * sigma, 0.0) ** gamma / exposure * (1.0 - RELATIVE_TOLERANCE)
-    high = np.minimum(image + K_SIGMA * sigma, 1.0) ** gamma / exposure * (1.0 + RELATIVE_TOLERANCE)
-    high = np.where(image >= SATURATION, np.inf, high)
+    linear = image**gamma
+    low = np.minimum(np.maximum(image - K_SIGMA * noise.ldr, 0.0) ** gamma, linear - K_SIGMA * noise.linear)
+    high = np.maximum(np.minimum(image + K_SIGMA * noise.ldr, 1.0) ** gamma, linear + K_SIGMA * noise.linear)
+    low = np.maximum(low, 0.0) / exposure * (1.0 - RELATIVE_TOLERANCE)
+    high = np.where(clipped, np.inf, high / exposure * (1.0 + RELATIVE_TOLERANCE))
     return low.astype(np.float32), high.astype(np.float32)
 
 
@@ -60,13 +81,16 @@ def _saturation_weight(image: np.ndarray) -> np.ndarray:
     return np.clip((SATURATION - peak) / 0.15, 0.0, 1.0).astype(np.float32)
 
 
-def consistency(bracket: Bracket, sigmas: list[float]) -> list[np.ndarray]:
+def consistency(bracket: Bracket, sigmas: list[Noise]) -> list[np.ndarray]:
     """Per frame, a soft [0, 1] map of where it agrees with the reference (1 for the reference)."""
     import cv2
 
     ref = bracket.reference
+    box = np.ones((3, 3), np.uint8)
+    # Compared on 3x3 means (less noise); a mean next to a clipped pixel counts as clipped too.
     smoothed = [cv2.blur(image.astype(np.float32), (3, 3)) for image in bracket.images]
-    ref_low, ref_high = _interval(smoothed[ref], bracket.exposures[ref], sigmas[ref], bracket.gamma)
+    clipped = [cv2.dilate((image >= SATURATION).astype(np.uint8), box) > 0 for image in bracket.images]
+    ref_low, ref_high = _interval(smoothed[ref], clipped[ref], bracket.exposures[ref], sigmas[ref], bracket.gamma)
     size = 2 * GHOST_DILATION + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     maps = []
@@ -74,7 +98,7 @@ def consistency(bracket: Bracket, sigmas: list[float]) -> list[np.ndarray]:
         if index == ref:
             maps.append(np.ones(image.shape[:2], dtype=np.float32))
             continue
-        low, high = _interval(image, bracket.exposures[index], sigmas[index], bracket.gamma)
+        low, high = _interval(image, clipped[index], bracket.exposures[index], sigmas[index], bracket.gamma)
         agree = ((low <= ref_high) & (ref_low <= high)).all(axis=2)
         ghost = cv2.dilate((~agree).astype(np.uint8), kernel)
         keep = 1.0 - cv2.GaussianBlur(ghost.astype(np.float32), (0, 0), GHOST_DILATION)
@@ -99,7 +123,7 @@ class ClassicBackend:
 
     def merge(self, bracket: Bracket) -> MergeResult:
         ref = bracket.reference
-        sigmas = [noise_level(image, bracket.bits) for image in bracket.images]
+        sigmas = [noise_level(image, bracket.bits, bracket.gamma) for image in bracket.images]
         keeps = consistency(bracket, sigmas)
         total = np.zeros(bracket.images[0].shape, dtype=np.float32)
         weight_sum = np.zeros(bracket.shape, dtype=np.float32)
