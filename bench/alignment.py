@@ -20,6 +20,9 @@ is available here, so the motion is simulated on a real tripod bracket (frobishe
    applied (the others are discarded by `estimate`'s checks and leave the frame as it was) and
    the mean time per fit, and the warp error: the mean distance between where the fitted and the
    true motion send a 9x9 grid of interior points (for "none": the motion itself).
+   "homography, gate off" is a diagnostic, run only where `align` has a HOMOGRAPHY_GAIN gate (a
+   homography is kept only if it beats the translation fit by that much correlation): the same
+   fit with the gate at 0, to show what the gate costs or saves.
 4. On the untouched tripod bracket, every mode must do no harm: the shift it finds, whether it
    applies it, and the log-radiance residual of the (possibly warped) frame against the
    reference over samples well exposed in both.
@@ -35,9 +38,10 @@ import platform
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -49,6 +53,7 @@ EXPOSURES = SECONDS / SECONDS[0]  # 1, 8, 64
 REFERENCE = 1
 MOVING = (0, 2)
 MODES = ("none", "translation", "homography")
+UNGATED = "homography, gate off"  # diagnostic: HOMOGRAPHY_GAIN disabled, if align.py has that gate
 MAX_TRANSLATION_PX = 12.0
 MAX_ROTATION_DEG = 0.6
 MAX_PERSPECTIVE = 1e-5
@@ -67,6 +72,7 @@ class Fit:
     seconds: float
     shift_px: float
     error_px: float | None = None  # mean displacement error of the fitted warp (simulation only)
+    model: str = "identity"  # what the applied warp is: identity, translation or homography
 
 
 # --------------------------------------------------------------------------- inputs
@@ -131,16 +137,49 @@ def geometric_error(fitted: np.ndarray, motion: np.ndarray, height: int, width: 
     return float(np.mean(np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0)))
 
 
+def model_of(matrix: np.ndarray) -> str:
+    if np.allclose(matrix, np.eye(3)):
+        return "identity"
+    if np.allclose(matrix[:2, :2], np.eye(2)) and np.allclose(matrix[2], [0, 0, 1]):
+        return "translation"
+    return "homography"
+
+
 # --------------------------------------------------------------------------- experiments
 
 
-def fit(images: list[np.ndarray], frame: int, moved: np.ndarray, mode: str) -> tuple[np.ndarray, Any, float]:
+def modes() -> tuple[str, ...]:
+    """The modes to run: the three public ones, plus the ungated homography where there is a gate."""
+    from smarthdr_cli import align
+
+    return (*MODES, UNGATED) if hasattr(align, "HOMOGRAPHY_GAIN") else MODES
+
+
+@contextmanager
+def gate_off(label: str) -> Iterator[None]:
+    """For the diagnostic mode, accept any homography that correlates at least as well as a shift."""
+    from smarthdr_cli import align
+
+    if label != UNGATED:
+        yield
+        return
+    saved = align.HOMOGRAPHY_GAIN
+    align.HOMOGRAPHY_GAIN = 0.0
+    try:
+        yield
+    finally:
+        align.HOMOGRAPHY_GAIN = saved
+
+
+def fit(images: list[np.ndarray], frame: int, moved: np.ndarray, label: str) -> tuple[np.ndarray, Any, float]:
     """Align `moved` (frame `frame`) onto the reference: the realigned image, the fit, its time."""
     from smarthdr_cli.align import estimate, warp
 
-    started = time.perf_counter()
-    alignment = estimate(images[REFERENCE], EXPOSURES[REFERENCE], moved, EXPOSURES[frame], mode)
-    seconds = time.perf_counter() - started
+    mode = "homography" if label == UNGATED else label
+    with gate_off(label):
+        started = time.perf_counter()
+        alignment = estimate(images[REFERENCE], EXPOSURES[REFERENCE], moved, EXPOSURES[frame], mode)
+        seconds = time.perf_counter() - started
     return warp(moved, alignment), alignment, seconds
 
 
@@ -155,12 +194,14 @@ def simulated(images: list[np.ndarray], trials: int) -> list[Fit]:
             motion = random_motion(rng, height, width)
             moved = apply_motion(truth, motion)
             oracle = apply_motion(moved, np.linalg.inv(motion))
-            fits.append(Fit("oracle", frame, residual(oracle, 1.0, truth, 1.0), True, "true inverse", 0.0, 0.0, 0.0))
-            for mode in MODES:
+            fits.append(Fit("oracle", frame, residual(oracle, 1.0, truth, 1.0), True, "true inverse", 0.0, 0.0, 0.0,
+                            "homography"))
+            for mode in modes():
                 realigned, alignment, seconds = fit(images, frame, moved, mode)
                 error = geometric_error(alignment.matrix, motion, height, width)
                 fits.append(Fit(mode, frame, residual(realigned, 1.0, truth, 1.0), alignment.applied,
-                                alignment.reason, seconds, alignment.shift_px, error))
+                                alignment.reason, seconds, alignment.shift_px, error,
+                                model_of(alignment.matrix)))
     return fits
 
 
@@ -169,10 +210,11 @@ def tripod(images: list[np.ndarray]) -> list[Fit]:
     fits = []
     reference = images[REFERENCE]
     for frame in MOVING:
-        for mode in MODES:
+        for mode in modes():
             realigned, alignment, seconds = fit(images, frame, images[frame], mode)
             error = residual(realigned, EXPOSURES[frame], reference, EXPOSURES[REFERENCE])
-            fits.append(Fit(mode, frame, error, alignment.applied, alignment.reason, seconds, alignment.shift_px))
+            fits.append(Fit(mode, frame, error, alignment.applied, alignment.reason, seconds,
+                            alignment.shift_px, model=model_of(alignment.matrix)))
     return fits
 
 
@@ -182,7 +224,7 @@ def tripod(images: list[np.ndarray]) -> list[Fit]:
 def summarise(fits: list[Fit]) -> list[dict[str, Any]]:
     """Per mode and frame (and both frames pooled): residual statistics, applied share, time."""
     rows = []
-    for mode in ("oracle", *MODES):
+    for mode in ("oracle", *modes()):
         for frame in (*MOVING, None):
             group = [f for f in fits if f.mode == mode and (frame is None or f.frame == frame)]
             residuals = [f.residual for f in group]
@@ -196,7 +238,8 @@ def summarise(fits: list[Fit]) -> list[dict[str, Any]]:
                 "residual_mean": statistics.mean(residuals), "residual_median": statistics.median(residuals),
                 "residual_max": max(residuals),
                 "error_px_mean": statistics.mean(f.error_px for f in group),
-                "error_px_max": max(f.error_px for f in group), "applied": sum(f.applied for f in group) / len(group),
+                "error_px_max": max(f.error_px for f in group),
+                "homography_kept": sum(f.model == "homography" for f in group) / len(group), "applied": sum(f.applied for f in group) / len(group),
                 "discarded_reasons": reasons, "fit_ms": 1000 * statistics.mean(f.seconds for f in group),
             })
     return rows
@@ -205,12 +248,12 @@ def summarise(fits: list[Fit]) -> list[dict[str, Any]]:
 def print_tables(rows: list[dict[str, Any]], still: list[Fit], trials: int) -> None:
     print(f"\n### Simulated hand-held motion ({trials} seeds x 2 frames)\n")
     print("| mode | frame | log-radiance residual mean | median | max | warp error mean (px) | max (px) "
-          "| applied | discarded (why) | ms / fit |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+          "| applied | of which homography | discarded (why) | ms / fit |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         why = ", ".join(f"{count} {reason}" for reason, count in row["discarded_reasons"].items()) or "-"
         print(f"| {row['mode']} | {row['frame']} | {row['residual_mean']:.4f} | {row['residual_median']:.4f} "
-              f"| {row['residual_max']:.4f} | {row['error_px_mean']:.2f} | {row['error_px_max']:.2f} | {100 * row['applied']:.0f}% | {why} | {row['fit_ms']:.0f} |")
+              f"| {row['residual_max']:.4f} | {row['error_px_mean']:.2f} | {row['error_px_max']:.2f} | {100 * row['applied']:.0f}% | {100 * row['homography_kept']:.0f}% | {why} | {row['fit_ms']:.0f} |")
     print("\n### Untouched tripod bracket (no synthetic motion)\n")
     print("| mode | frame | shift found (px) | applied | reason | residual vs reference |")
     print("|---|---|---:|---|---|---:|")

@@ -35,13 +35,13 @@ def is_raw(path: Path) -> bool:
 @contextlib.contextmanager
 def _quiet_libraw() -> Iterator[None]:
     """Keep LibRaw's own C-level messages ("Unexpected end of file") off the user's terminal."""
+    fd = 2
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced (e.g. under a test runner)
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except (OSError, ValueError, AttributeError):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), fd)
         try:
@@ -51,15 +51,18 @@ def _quiet_libraw() -> Iterator[None]:
             os.close(saved)
 
 
-def _open(path: Path):  # -> rawpy.RawPy
+@contextlib.contextmanager
+def _libraw(path: Path, doing: str) -> Iterator[None]:
+    """LibRaw's errors, raised at open, unpack or postprocess alike, as one-line InputErrors."""
     import rawpy
 
-    try:
-        return rawpy.imread(str(path))
-    except rawpy.LibRawFileUnsupportedError as exc:
-        raise InputError(f"{path}: not a RAW format LibRaw can read ({exc})") from None
-    except (rawpy.LibRawError, OSError) as exc:
-        raise InputError(f"{path}: cannot read RAW file ({_reason(exc)})") from None
+    with _quiet_libraw():
+        try:
+            yield
+        except rawpy.LibRawFileUnsupportedError:
+            raise InputError(f"{path}: not a RAW format LibRaw can read") from None
+        except (rawpy.LibRawError, OSError, MemoryError, ValueError) as exc:
+            raise InputError(f"{path}: cannot {doing} ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -71,20 +74,22 @@ def _reason(exc: BaseException) -> str:
 
 def raw_metadata(path: Path) -> CaptureInfo:
     """LibRaw's metadata: the fallback where exifread cannot parse the container (CRW, KDC)."""
-    with _quiet_libraw():
-        try:
-            raw = _open(path)
-        except InputError:
-            return CaptureInfo()
-        with raw:
+    import rawpy
+
+    try:
+        with _libraw(path, "read RAW metadata"), rawpy.imread(str(path)) as raw:
             other = raw.other
             shutter = float(other.shutter_speed)
             iso = float(other.iso_speed)
             aperture = float(other.aperture)
-            try:
-                stamp = datetime.fromtimestamp(float(other.timestamp)) if other.timestamp else None
-            except (TypeError, ValueError, OverflowError, OSError):
-                stamp = other.timestamp if isinstance(other.timestamp, datetime) else None
+            stamp = other.timestamp
+    except InputError:
+        return CaptureInfo()
+    if not isinstance(stamp, datetime):
+        try:
+            stamp = datetime.fromtimestamp(float(stamp)) if stamp else None
+        except (TypeError, ValueError, OverflowError, OSError):
+            stamp = None
     return CaptureInfo(
         exposure_time=shutter if shutter > 0 else None,
         iso=iso if iso > 0 else None,
@@ -96,10 +101,11 @@ def raw_metadata(path: Path) -> CaptureInfo:
 
 def camera_white_balance(path: Path) -> list[float] | None:
     """As-shot white-balance multipliers of `path`, or None where the camera recorded none."""
-    with _quiet_libraw():
-        with _open(path) as raw:
-            wb = [float(v) for v in raw.camera_whitebalance]
-            daylight = [float(v) for v in raw.daylight_whitebalance]
+    import rawpy
+
+    with _libraw(path, "read RAW file"), rawpy.imread(str(path)) as raw:
+        wb = [float(v) for v in raw.camera_whitebalance]
+        daylight = [float(v) for v in raw.daylight_whitebalance]
     for candidate in (wb, daylight):
         if len(candidate) >= 3 and all(v > 0 for v in candidate[:3]):
             if len(candidate) == 4 and candidate[3] <= 0:
@@ -112,22 +118,18 @@ def decode_raw(path: Path, white_balance: list[float] | None) -> np.ndarray:
     """Develop `path` to float32 HxWx3 in the gamma-2.2 LDR domain, EXIF orientation applied."""
     import rawpy
 
-    with _quiet_libraw():
-        with _open(path) as raw:
-            try:
-                rgb = raw.postprocess(
-                    demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
-                    user_wb=white_balance,
-                    use_camera_wb=False,
-                    use_auto_wb=False,
-                    output_color=rawpy.ColorSpace.sRGB,
-                    gamma=(1.0, 1.0),
-                    no_auto_bright=True,
-                    output_bps=16,
-                    highlight_mode=rawpy.HighlightMode.Clip,
-                    user_flip=None,
-                )
-            except (rawpy.LibRawError, MemoryError, ValueError) as exc:
-                raise InputError(f"{path}: cannot decode RAW data ({_reason(exc)})") from None
+    with _libraw(path, "decode RAW data"), rawpy.imread(str(path)) as raw:
+        rgb = raw.postprocess(
+            demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+            user_wb=white_balance,
+            use_camera_wb=False,
+            use_auto_wb=False,
+            output_color=rawpy.ColorSpace.sRGB,
+            gamma=(1.0, 1.0),
+            no_auto_bright=True,
+            output_bps=16,
+            highlight_mode=rawpy.HighlightMode.Clip,
+            user_flip=None,
+        )
     linear = rgb.astype(np.float32) / 65535.0
     return np.power(linear, 1.0 / LDR_GAMMA, dtype=np.float32)
