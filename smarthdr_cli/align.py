@@ -18,7 +18,7 @@ from smarthdr_cli.bracket import GAMMA
 AlignMode = Literal["none", "translation", "homography"]
 MAX_SHIFT = 0.04  # of the image diagonal: larger motions are not a hand-held bracket
 MIN_CORRELATION = 0.6
-HOMOGRAPHY_GAIN = 0.003  # correlation a homography must add over a translation to be used
+HOMOGRAPHY_GAIN = 0.001  # correlation a homography must add over a translation to be used
 MIN_SHIFT_PX = 0.5  # below this the frame is already aligned; resampling it would only blur it
 _WORK_SIDE = 1024  # long side of the finest level the fit runs on
 

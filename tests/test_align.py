@@ -64,3 +64,14 @@ def test_implausible_or_failed_fits_fall_back_to_none():
     for mode in ("translation", "homography"):
         fit = align.estimate(medium, 4.0, far, 1.0, mode)
         assert not fit.applied or fit.shift_px <= limit  # never moved further than a plausible wobble
+
+
+def test_moving_object_and_clipped_sky_do_not_tilt_a_static_bracket():
+    from smarthdr_cli.camera import moving_object
+
+    radiance = procedural_radiance(384, 576, seed=7)
+    scenes, _ = moving_object(radiance, 3, reference=1, seed=7)
+    frames = [f.astype(np.float32) / 255 for f in render_bracket(scenes, [1.0, 4.0, 16.0], noise=0.002, seed=7)]
+    for index, exposure in ((0, 1.0), (2, 16.0)):
+        fit = align.estimate(frames[1], 4.0, frames[index], exposure, "homography")
+        assert fit.shift_px < 1.5, fit.reason

@@ -69,3 +69,16 @@ def test_never_worse_than_the_reference_where_noise_dominates():
     bracket = _bracket(frames)
     hdr = ClassicBackend().merge(bracket).hdr
     assert psnr_mu(hdr, radiance) >= psnr_mu(_reference_alone(bracket), radiance)
+
+
+def test_row_bands_give_the_same_result_as_one_band(dynamic_scene, monkeypatch):
+    import smarthdr_backends.classic as classic
+
+    _, frames, _ = dynamic_scene
+    bracket = _bracket(frames)
+    monkeypatch.setattr(classic, "BAND_ROWS", 10_000)
+    whole = ClassicBackend().merge(bracket)
+    monkeypatch.setattr(classic, "BAND_ROWS", 37)
+    banded = ClassicBackend().merge(bracket)
+    assert np.allclose(whole.hdr, banded.hdr, rtol=1e-6, atol=1e-9)
+    assert whole.notes == banded.notes

@@ -210,3 +210,37 @@ def test_console_script_usage_errors_are_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     done = subprocess.run([sys.executable, "-m", "smarthdr_cli", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("smarthdr ")
+
+
+def _jpeg_with_exif(path: Path, pixels: np.ndarray, exposure: tuple[int, int], orientation: int) -> Path:
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x829A] = IFDRational(*exposure)  # ExposureTime
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_exif_exposure_and_orientation_end_to_end(runner, tmp_path, static_scene):
+    """Camera JPEGs stored sideways (orientation 6): exposures from EXIF, output upright."""
+    _, frames = static_scene
+    stored = [np.ascontiguousarray(np.rot90(f, 1)) for f in frames]  # how a camera held upright stores them
+    paths = [
+        _jpeg_with_exif(tmp_path / f"IMG_{i}.jpg", image, (1, t), 6)
+        for i, (image, t) in enumerate(zip(stored, (400, 100, 25)))
+    ]
+    out = tmp_path / "o.exr"
+    result = runner.invoke(app, ["merge", *map(str, paths), "-o", str(out), "--json", "--align", "none"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["exposures"]["seconds"] == pytest.approx([1 / 400, 1 / 100, 1 / 25])
+    hdr = read_hdr(out)
+    assert hdr.shape == frames[0].shape  # upright again: 192 rows, 288 columns
+    reference = frames[1].astype(np.float32) / 255
+    well = (reference.max(axis=2) < 0.9) & (reference.min(axis=2) > 0.1)
+    assert np.corrcoef(hdr[well][:, 1], reference[well][:, 1])[0, 1] > 0.9  # same geometry as the frame
+    mixed = _jpeg_with_exif(tmp_path / "IMG_9.jpg", stored[2], (1, 25), 1)
+    result = runner.invoke(app, ["merge", str(paths[0]), str(paths[1]), str(mixed), "-o", str(tmp_path / "m.exr")])
+    assert "different EXIF orientations" in _one_line_error(result)
