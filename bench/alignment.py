@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from common import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BRACKET_DIR = ROOT.parent / "shared" / "data" / "brackets" / "frobisher"
@@ -260,16 +261,6 @@ def print_tables(rows: list[dict[str, Any]], still: list[Fit], trials: int) -> N
     for f in still:
         print(f"| {f.mode} | {FILES[f.frame]} | {f.shift_px:.2f} | {'yes' if f.applied else 'no'} "
               f"| {f.reason} | {f.residual:.4f} |")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from common import cpu_model
 
 EXPOSURES = np.array([1.0, 4.0, 16.0])  # EV -2, 0, +2, normalised so the shortest is 1
 SECONDS = EXPOSURES / 64.0  # 1/64, 1/16, 1/4 s: what MergeDebevec is given
@@ -276,16 +277,6 @@ def quality(width: int, height: int) -> list[dict[str, Any]]:
 def parse_size(text: str) -> tuple[int, int]:
     width, height = (int(v) for v in text.lower().split("x"))
     return width, height
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def print_tables(size: tuple[int, int], speed: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> None:

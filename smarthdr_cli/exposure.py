@@ -27,12 +27,23 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def parse_exposures(text: str, count: int) -> list[float]:
-    """`--exposures 1/100,1/25,0.16`: one time in seconds per file, in the order given."""
+def _numbers(text: str, count: int, flag: str) -> list[float]:
+    """A comma-separated flag value with exactly one number per file."""
     parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
     if len(parts) != count:
-        raise ExposureError(f"--exposures: got {len(parts)} values for {count} files")
-    values = [_number(p, "--exposures") for p in parts]
+        raise ExposureError(f"{flag}: got {len(parts)} values for {count} files")
+    return [_number(p, flag) for p in parts]
+
+
+def _ev_to_times(values: list[float], where: str) -> list[float]:
+    if any(abs(v) > 30 for v in values):
+        raise ExposureError(f"{where}: EV values must lie within -30..30 stops")
+    return [2.0**v for v in values]
+
+
+def parse_exposures(text: str, count: int) -> list[float]:
+    """`--exposures 1/100,1/25,0.16`: one time in seconds per file, in the order given."""
+    values = _numbers(text, count, "--exposures")
     if any(v <= 0 for v in values):
         raise ExposureError("--exposures: exposure times must be positive seconds")
     return values
@@ -40,13 +51,7 @@ def parse_exposures(text: str, count: int) -> list[float]:
 
 def parse_ev(text: str, count: int) -> list[float]:
     """`--ev -2,0,2`: exposure values relative to any common base; t = 2^EV."""
-    parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
-    if len(parts) != count:
-        raise ExposureError(f"--ev: got {len(parts)} values for {count} files")
-    values = [_number(p, "--ev") for p in parts]
-    if any(abs(v) > 30 for v in values):
-        raise ExposureError("--ev: values must lie within -30..30 stops")
-    return [2.0**v for v in values]
+    return _ev_to_times(_numbers(text, count, "--ev"), "--ev")
 
 
 def read_exposure_file(path: Path, count: int) -> list[float]:
@@ -58,10 +63,7 @@ def read_exposure_file(path: Path, count: int) -> list[float]:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if len(lines) != count:
         raise ExposureError(f"{path}: has {len(lines)} exposure values for {count} frames")
-    values = [_number(line, str(path)) for line in lines]
-    if any(abs(v) > 30 for v in values):
-        raise ExposureError(f"{path}: EV values must lie within -30..30 stops")
-    return [2.0**v for v in values]
+    return _ev_to_times([_number(line, str(path)) for line in lines], str(path))
 
 
 def effective_exposures(infos: Sequence[CaptureInfo], paths: Sequence[Path]) -> tuple[list[float], bool]:
