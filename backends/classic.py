@@ -4,15 +4,16 @@ Each frame is mapped to radiance by eq. (1), `L_i = x_i ** 2.2 / t_i`, and the f
 with weights `t_i * w(x_i)` (longer exposures carry less noise per unit radiance; `w` falls to 0
 towards clipping). A non-reference pixel joins only where it agrees with the reference:
 
-  each frame's pixel defines an interval of radiances consistent with it, `[(x - k s)^g, (x + k s)^g] / t`
-  with s the frame's noise level (widened by the sensor's linear-domain noise near black),
-  open-ended above where the frame clips. A non-reference pixel whose interval misses the reference's interval shows
-  something else (a moving object): it is dropped, together with a small neighbourhood.
+  each frame's pixel defines an interval of radiances consistent with it,
+  `[(x - k s)^g, (x + k s)^g] / t` with s the frame's noise level (widened by the sensor's
+  linear-domain noise near black), open-ended above where the frame clips. A non-reference pixel
+  whose interval misses the reference's shows something else (a moving object): it is dropped,
+  together with a small neighbourhood.
 
 So the reference is always used where it is well exposed, and a clipped or noisy reference is
 filled from the frames that are consistent with it (a clipped pixel is consistent with any
-brighter radiance). Where every agreeing frame clips, the highest clipped radiance among them stays: the result
-never shows content the reference frame contradicts.
+brighter radiance). Where every agreeing frame clips, the highest clipped radiance among them
+stays: the result never shows content the reference frame contradicts.
 """
 from __future__ import annotations
 
