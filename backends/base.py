@@ -39,6 +39,9 @@ class BackendOptions:
 
     weights: Path | None = None
     threads: int | None = None
+    max_memory: float | None = None  # bytes one inference may use; None: the backend's default
+    precision: str = "auto"  # auto, fp32, bf16 or fp16
+    compile: bool = False  # torch.compile the network (learned backends)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -97,7 +100,17 @@ def _builtin() -> dict[str, BackendEntry]:
 
         return ClassicBackend
 
-    return {"classic": BackendEntry("classic", "smarthdr", classic)}
+    def cpu() -> type:
+        from smarthdr_backends.torch_gfhdr import CpuBackend
+
+        return CpuBackend
+
+    def cuda() -> type:
+        from smarthdr_backends.torch_gfhdr import CudaBackend
+
+        return CudaBackend
+
+    return {name: BackendEntry(name, "smarthdr", load) for name, load in (("classic", classic), ("cpu", cpu), ("cuda", cuda))}
 
 
 def registry() -> dict[str, BackendEntry]:

@@ -106,6 +106,14 @@ def merge(
     backend: Annotated[str, typer.Option(help="Backend: auto (cuda, then cpu, then classic) or a name from `smarthdr backends`.")] = "auto",
     weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
+    max_memory: Annotated[
+        Optional[str],
+        typer.Option(help="Memory one learned inference may use, e.g. 2G or 512M; sets the tile size. Default: 2G on CPU, 70% of free GPU memory."),
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="Learned backends' arithmetic: auto (fp32 on CPU, bf16 or fp16 on GPU), fp32, bf16 or fp16.")
+    ] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the network (learned backends; slow first run).")] = False,
     float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
     preview: Annotated[Optional[Path], typer.Option(help="Also write a tone-mapped preview (.jpg or .png).")] = None,
     tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard (global, with white point) or mu (the log-like mu-law, mu=5000, used by the metrics).")] = "reinhard",
@@ -117,6 +125,7 @@ def merge(
     """Merge one bracket into an HDR image."""
     from smarthdr_cli.errors import InputError
     from smarthdr_cli.merge import MergeSettings, run_merge
+    from smarthdr_cli.model.tiling import parse_memory
 
     if align_mode not in ("none", "translation", "homography"):
         raise InputError(f"--align {align_mode}: choose none, translation or homography")
@@ -125,6 +134,7 @@ def merge(
     settings = MergeSettings(
         output=output, reference=reference, exposures=exposures, ev=ev, response=response,
         align=align_mode, backend=backend, weights=weights, threads=threads,  # type: ignore[arg-type]
+        max_memory=parse_memory(max_memory) if max_memory else None, precision=precision, compile=compile_model,
         float32=float32, preview=preview, tonemap=tonemap, uncertainty=uncertainty, overwrite=overwrite,
     )
     report = run_merge(inputs, settings, note)

@@ -41,6 +41,9 @@ class MergeSettings:
     backend: str = "auto"
     weights: Path | None = None
     threads: int | None = None
+    max_memory: float | None = None
+    precision: str = "auto"
+    compile: bool = False
     float32: bool = False
     preview: Path | None = None
     tonemap: str = "reinhard"
@@ -291,7 +294,13 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
     if settings.response not in RESPONSE_CHOICES and not Path(settings.response).is_file():
         raise InputError(f"--response {settings.response}: choose auto, gamma, calibrate or an existing curve file")
     check_outputs(settings)
-    options = base.BackendOptions(weights=settings.weights, threads=settings.threads)
+    options = base.BackendOptions(
+        weights=settings.weights,
+        threads=settings.threads,
+        max_memory=settings.max_memory,
+        precision=settings.precision,
+        compile=settings.compile,
+    )
     backend, passed = base.create(settings.backend, options)
     for reason in passed:
         note(f"backend {reason}")

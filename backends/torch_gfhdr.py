@@ -1,0 +1,162 @@
+"""`cuda` and `cpu`: the GFHDR student with its uncertainty judge, tiled, through PyTorch.
+
+Both share one implementation and differ in device and numerics:
+- `cuda`: autocast (bf16 where the GPU supports it, else fp16), channels_last tensors, optional
+  `torch.compile`, tiles sized from free GPU memory (or `--max-memory`).
+- `cpu`: fp32 by default (`--precision bf16` uses the AVX512-BF16/AMX units of recent x86 CPUs,
+  about 2x faster; see bench/README.md for its accuracy), threads from the machine or
+  `--threads`, tiles sized from `--max-memory` (default 2 GiB).
+A learned backend is only available with trained weights: `--weights FILE` or the weights
+shipped in `weights/`. Random weights would produce a plausible-looking but meaningless image.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from smarthdr_backends.base import Availability, BackendOptions, MergeResult
+from smarthdr_cli.bracket import Bracket
+from smarthdr_cli.errors import BackendError
+
+CPU_DEFAULT_MEMORY = 2 * 1024**3
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _weights_path(options: BackendOptions | None) -> Path | None:
+    from smarthdr_cli.model.weights import default_weights
+
+    if options is not None and options.weights is not None:
+        return options.weights
+    return default_weights()
+
+
+class TorchGFHDRBackend:
+    """GFHDR inference on one torch device; subclasses name the device."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    learned: ClassVar[bool] = True
+    gives_uncertainty: ClassVar[bool] = True
+    device_type: ClassVar[str] = "cpu"
+
+    @classmethod
+    def device_problem(cls) -> str | None:
+        """Why this device cannot run here, or None."""
+        return None
+
+    @classmethod
+    def availability(cls, options: BackendOptions | None = None) -> Availability:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return Availability(False, "PyTorch is not installed")
+        problem = cls.device_problem()
+        if problem:
+            return Availability(False, problem)
+        weights = _weights_path(options)
+        if weights is None:
+            return Availability(False, "no trained weights installed; pass --weights FILE.safetensors")
+        return Availability(True, f"weights {weights}")
+
+    def __init__(self, options: BackendOptions | None = None) -> None:
+        import torch
+
+        from smarthdr_cli.model.weights import load_weights
+
+        self.options = options = options or BackendOptions()
+        if options.precision not in PRECISIONS:
+            raise BackendError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+        problem = self.device_problem()
+        if problem:
+            raise BackendError(f"backend {self.name!r} is not available: {problem}")
+        path = _weights_path(options)
+        if path is None:
+            raise BackendError(f"backend {self.name!r} needs trained weights: pass --weights FILE.safetensors")
+        self.device = torch.device(self.device_type)
+        if self.device_type == "cpu":
+            torch.set_num_threads(options.threads or os.cpu_count() or 1)
+        self.model, self.card = load_weights(path, self.device)
+        self.weights_id = f"{self.card.get('name', path.stem)}@{str(self.card.get('sha256', ''))[:12]}"
+        self.dtype = self._dtype(options.precision)
+        if self.device_type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if options.compile else self.model
+
+    def _dtype(self, precision: str):  # -> torch.dtype
+        import torch
+
+        if precision == "fp32" or (precision == "auto" and self.device_type == "cpu"):
+            return torch.float32
+        if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+
+    def tile_size(self) -> int:
+        import torch
+
+        from smarthdr_cli.model.tiling import tile_size_for
+
+        budget = self.options.max_memory
+        if budget is None:
+            if self.device_type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                budget = 0.7 * free
+            else:
+                budget = CPU_DEFAULT_MEMORY
+        return tile_size_for(budget, self.model.config, self.dtype)
+
+    def infer(self, frames: list[np.ndarray], exposures: list[float], gamma: float, with_uncertainty: bool = True):
+        """HDR (and uncertainty) as HxWx3 float32 arrays for three frames, reference in the middle."""
+        import torch
+
+        from smarthdr_cli.model.tiling import tiled_forward
+        from smarthdr_cli.preprocess import network_input
+
+        def tensor(image: np.ndarray, exposure: float) -> torch.Tensor:
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
+            x = network_input(x, exposure, gamma, axis=1)
+            return x.contiguous(memory_format=torch.channels_last) if self.device_type == "cuda" else x
+
+        inputs = tuple(tensor(image, t) for image, t in zip(frames, exposures))
+
+        def forward(x1, x2, x3):
+            with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                return self.forward(x1, x2, x3, with_uncertainty=with_uncertainty)
+
+        with torch.inference_mode():
+            hdr, sigma = tiled_forward(forward, inputs, self.tile_size(), with_uncertainty=with_uncertainty)
+        to_numpy = lambda t: t[0].permute(1, 2, 0).float().cpu().numpy()  # noqa: E731
+        return to_numpy(hdr), (to_numpy(sigma) if sigma is not None else None)
+
+    def merge(self, bracket: Bracket) -> MergeResult:
+        if len(bracket) != 3 or bracket.reference != 1:
+            raise BackendError(
+                f"backend {self.name!r} merges three frames with the middle one as reference "
+                f"(got {len(bracket)} frames, reference {bracket.reference + 1}); use --backend classic"
+            )
+        hdr, sigma = self.infer(bracket.images, [float(t) for t in bracket.exposures], bracket.gamma)
+        notes = [f"{self.name}: weights {self.weights_id}, {str(self.dtype).replace('torch.', '')}"]
+        return MergeResult(hdr=hdr, uncertainty=sigma, weights_id=self.weights_id, notes=notes)
+
+
+class CpuBackend(TorchGFHDRBackend):
+    name: ClassVar[str] = "cpu"
+    summary: ClassVar[str] = "GFHDR network with uncertainty judge on the CPU (PyTorch)"
+    device_type: ClassVar[str] = "cpu"
+
+
+class CudaBackend(TorchGFHDRBackend):
+    name: ClassVar[str] = "cuda"
+    summary: ClassVar[str] = "GFHDR network with uncertainty judge on an NVIDIA GPU (PyTorch, autocast)"
+    device_type: ClassVar[str] = "cuda"
+
+    @classmethod
+    def device_problem(cls) -> str | None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch sees no GPU"
+        return None

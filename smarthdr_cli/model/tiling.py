@@ -1,0 +1,109 @@
+"""Tiled inference: overlapping tiles with feathered blending, sized from a memory budget.
+
+A 24 MP bracket through the full network needs tens of GB at once; in tiles it needs what one
+tile needs. Neighbouring tiles overlap, and in the overlap each tile's weight ramps linearly
+from 0 at its edge, so seams do not show. Tiles are multiples of the attention window, so the
+network pads nothing inside the image.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import torch
+
+from smarthdr_cli.model.config import GFHDRConfig
+
+# Peak memory of one forward pass per pixel of the full network (embed_dim 60), measured on CPU
+# with PyTorch 2.13 (bench/gfhdr_forward.py): ~6 kB in fp32 and ~4.5 kB in bf16 at 256-384 px
+# tiles, more for small tiles. Scaled by width for other configurations, with a margin.
+_BYTES_PER_PIXEL_AT_60 = {torch.float32: 7500.0, torch.bfloat16: 5000.0, torch.float16: 5000.0}
+MIN_TILE, MAX_TILE = 64, 1024
+DEFAULT_OVERLAP = 32
+
+Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def parse_memory(text: str) -> float:
+    """'2G', '1.5GB', '512M', '800k' or a plain number of bytes."""
+    from smarthdr_cli.errors import InputError
+
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in units else (cleaned, "")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise InputError(f"--max-memory {text!r}: use a size such as 2G, 512M or 800000000") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"--max-memory {text!r}: must be a positive size")
+    return value
+
+
+def tile_size_for(budget_bytes: float, config: GFHDRConfig, dtype: torch.dtype) -> int:
+    """Largest tile side (a multiple of the window) whose forward pass fits `budget_bytes`."""
+    per_pixel = _BYTES_PER_PIXEL_AT_60.get(dtype, 7500.0) * config.embed_dim / 60.0
+    side = int(math.sqrt(max(budget_bytes, 0.0) / per_pixel))
+    window = config.window_size
+    side = max(MIN_TILE, min(MAX_TILE, side)) // window * window
+    return max(side, window)
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
+    """(top, left, tile height, tile width) covering the image; the last row/column ends flush."""
+    for top in _starts(height, tile, overlap):
+        for left in _starts(width, tile, overlap):
+            yield top, left, min(tile, height), min(tile, width)
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device: torch.device) -> torch.Tensor:
+    """1-D blending weight: rises over `overlap` pixels at an inner edge, flat at image borders."""
+    weight = torch.ones(length, device=device)
+    ramp = (torch.arange(overlap, device=device, dtype=torch.float32) + 1.0) / (overlap + 1.0)
+    span = min(overlap, length)
+    if not at_start:
+        weight[:span] = torch.minimum(weight[:span], ramp[:span])
+    if not at_end:
+        weight[-span:] = torch.minimum(weight[-span:], ramp[:span].flip(0))
+    return weight
+
+
+def tiled_forward(
+    forward: Forward,
+    frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    tile: int,
+    overlap: int = DEFAULT_OVERLAP,
+    with_uncertainty: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run `forward` tile by tile and blend; one tile when the image fits in one."""
+    height, width = frames[1].shape[2:]
+    if height <= tile and width <= tile:
+        return forward(*frames)
+    overlap = min(overlap, tile // 2)
+    device = frames[1].device
+    hdr = torch.zeros((frames[1].shape[0], 3, height, width), device=device)
+    sigma = torch.zeros_like(hdr) if with_uncertainty else None
+    total = torch.zeros((height, width), device=device)
+    for top, left, tile_h, tile_w in tiles(height, width, tile, overlap):
+        crop = tuple(f[:, :, top : top + tile_h, left : left + tile_w] for f in frames)
+        out, unc = forward(*crop)
+        weight = (
+            _ramp(tile_h, overlap, top == 0, top + tile_h == height, device)[:, None]
+            * _ramp(tile_w, overlap, left == 0, left + tile_w == width, device)[None, :]
+        )
+        hdr[:, :, top : top + tile_h, left : left + tile_w] += out.float() * weight
+        if sigma is not None and unc is not None:
+            sigma[:, :, top : top + tile_h, left : left + tile_w] += unc.float() * weight
+        total[top : top + tile_h, left : left + tile_w] += weight
+    hdr /= total
+    if sigma is not None:
+        sigma /= total
+    return hdr, sigma

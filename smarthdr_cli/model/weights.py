@@ -1,0 +1,121 @@
+"""Weights as safetensors plus a JSON model card; never a pickle.
+
+`<name>.safetensors` holds the tensors and, in its metadata, the network configuration;
+`<name>.json` beside it is the model card: configuration, training data, recipe, metrics and
+the file's sha256, which is checked on load when the card is present.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smarthdr_cli import __version__
+from smarthdr_cli.errors import InputError
+from smarthdr_cli.io.output import atomic_output
+from smarthdr_cli.model.config import GFHDRConfig
+from smarthdr_cli.model.gfhdr import GFHDR
+
+CONFIG_KEY = "smarthdr_config"
+DEFAULT_NAME = "gfhdr.safetensors"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def default_weights() -> Path | None:
+    """The trained weights shipped in the package (`weights/`), if this build has them."""
+    try:
+        candidate = resources.files("smarthdr_weights") / DEFAULT_NAME
+    except ModuleNotFoundError:
+        candidate = None
+    if candidate is not None and candidate.is_file():
+        return Path(str(candidate))
+    local = Path(__file__).resolve().parents[2] / "weights" / DEFAULT_NAME  # a source checkout
+    return local if local.is_file() else None
+
+
+def save_weights(model: GFHDR, path: Path, card: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write `path` (.safetensors) and its model card atomically; returns the card."""
+    from safetensors.torch import save_file
+
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    config = model.config.to_dict()
+    with atomic_output(path, overwrite) as temp:
+        save_file(state, str(temp), metadata={CONFIG_KEY: json.dumps(config)})
+        digest = sha256(temp)
+    full_card = {
+        "name": path.stem,
+        "smarthdr_version": __version__,
+        "config": config,
+        "parameters": sum(t.numel() for t in state.values()),
+        **(card or {}),
+        "sha256": digest,
+    }
+    with atomic_output(card_path(path), overwrite) as temp:
+        temp.write_text(json.dumps(full_card, indent=2) + "\n")
+    return full_card
+
+
+def read_card(path: Path) -> dict[str, Any] | None:
+    card = card_path(path)
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{card}: unreadable model card ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{card}: a model card is a JSON object")
+    return data
+
+
+def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[GFHDR, dict[str, Any]]:
+    """The network stored in `path`, in eval mode, and its model card (or a minimal one)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such weights file")
+    if path.suffix != ".safetensors":
+        raise InputError(f"{path}: weights must be a .safetensors file (pickled checkpoints are never loaded)")
+    card = read_card(path)
+    if card is not None and card.get("sha256") and card["sha256"] != sha256(path):
+        raise InputError(f"{path}: file does not match the sha256 in its model card {card_path(path).name}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{path}: not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
+    raw_config = metadata.get(CONFIG_KEY) or json.dumps((card or {}).get("config", {}))
+    try:
+        config = GFHDRConfig.from_dict(json.loads(raw_config))
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: the network configuration in the file is not valid JSON") from None
+    model = GFHDR(config)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise InputError(f"{path}: weights do not fit a GFHDR network of the stored configuration ({detail[:120]})") from None
+    if missing or unexpected:
+        detail = ", ".join((missing + unexpected)[:3])
+        raise InputError(f"{path}: weights do not fit a GFHDR network of the stored configuration ({detail}...)")
+    model.to(device).eval()
+    return model, card or {"name": path.stem, "config": config.to_dict(), "sha256": sha256(path)}
