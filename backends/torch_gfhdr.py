@@ -97,7 +97,7 @@ class TorchGFHDRBackend:
     def tile_size(self) -> int:
         import torch
 
-        from smarthdr_cli.model.tiling import tile_size_for
+        from smarthdr_cli.model.tiling import CPU_TILE, MAX_TILE, tile_size_for
 
         budget = self.options.max_memory
         if budget is None:
@@ -106,7 +106,8 @@ class TorchGFHDRBackend:
                 budget = 0.7 * free
             else:
                 budget = CPU_DEFAULT_MEMORY
-        return tile_size_for(budget, self.model.config, self.dtype)
+        largest = CPU_TILE if self.device_type == "cpu" else MAX_TILE
+        return tile_size_for(budget, self.model.config, self.dtype, largest)
 
     def infer(self, frames: list[np.ndarray], exposures: list[float], gamma: float, with_uncertainty: bool = True):
         """HDR (and uncertainty) as HxWx3 float32 arrays for three frames, reference in the middle."""

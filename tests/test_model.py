@@ -112,6 +112,9 @@ def test_tiled_and_untiled_agree_away_from_the_border(tiny):
     assert tiled.shape == whole.shape and tiled_sigma.shape == whole_sigma.shape
     assert psnr_mu(tiled[inner].numpy(), whole[inner].numpy()) > 55.0
     assert (tiled - whole)[inner].abs().max() < 0.03
+    with torch.no_grad():  # the original GFHDR protocol: abutting tiles, no blending ramps
+        abutting, _ = tiled_forward(lambda a, b, c: tiny(a, b, c), frames, tile=32, overlap=0)
+    assert abutting.shape == whole.shape and torch.isfinite(abutting).all()
     # The same image in one tile is the untiled forward pass itself.
     with torch.no_grad():
         single, _ = tiled_forward(lambda a, b, c: tiny(a, b, c), frames, tile=128)

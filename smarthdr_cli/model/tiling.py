@@ -19,6 +19,10 @@ from smarthdr_cli.model.config import GFHDRConfig
 # tiles, more for small tiles. Scaled by width for other configurations, with a margin.
 _BYTES_PER_PIXEL_AT_60 = {torch.float32: 7500.0, torch.bfloat16: 5000.0, torch.float16: 5000.0}
 MIN_TILE, MAX_TILE = 64, 1024
+# On a CPU, time per pixel grows with the tile once a tile's activations leave the caches:
+# 17 us/px in bf16 up to 256 px tiles, 49 us/px at 360x400 (bench/gfhdr_forward.py). With the
+# 32 px overlap, 256 px tiles cost the least per output pixel.
+CPU_TILE = 256
 DEFAULT_OVERLAP = 32
 
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -40,33 +44,40 @@ def parse_memory(text: str) -> float:
     return value
 
 
-def tile_size_for(budget_bytes: float, config: GFHDRConfig, dtype: torch.dtype) -> int:
-    """Largest tile side (a multiple of the window) whose forward pass fits `budget_bytes`."""
+def tile_size_for(budget_bytes: float, config: GFHDRConfig, dtype: torch.dtype, largest: int = MAX_TILE) -> int:
+    """Largest tile side (a multiple of the window, at most `largest`) whose forward pass fits."""
     per_pixel = _BYTES_PER_PIXEL_AT_60.get(dtype, 7500.0) * config.embed_dim / 60.0
     side = int(math.sqrt(max(budget_bytes, 0.0) / per_pixel))
     window = config.window_size
-    side = max(MIN_TILE, min(MAX_TILE, side)) // window * window
+    side = max(MIN_TILE, min(largest, MAX_TILE, side)) // window * window
     return max(side, window)
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _spans(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """(start, size) of evenly spread tiles no larger than `tile` that overlap by >= `overlap`.
+
+    The fewest tiles that cover the length, all of one size (rounded up to `multiple`), spread
+    so the overlaps are equal: no thin last tile that is mostly overlap.
+    """
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+        return [(0, length)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, -(-math.ceil((length + (count - 1) * overlap) / count) // multiple) * multiple)
+    return [(round(i * (length - size) / (count - 1)), size) for i in range(count)]
 
 
-def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """(top, left, tile height, tile width) covering the image; the last row/column ends flush."""
-    for top in _starts(height, tile, overlap):
-        for left in _starts(width, tile, overlap):
-            yield top, left, min(tile, height), min(tile, width)
+def tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> Iterator[tuple[int, int, int, int]]:
+    """(top, left, tile height, tile width) covering the image, neighbours overlapping."""
+    for top, tile_h in _spans(height, tile, overlap, multiple):
+        for left, tile_w in _spans(width, tile, overlap, multiple):
+            yield top, left, tile_h, tile_w
 
 
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device: torch.device) -> torch.Tensor:
     """1-D blending weight: rises over `overlap` pixels at an inner edge, flat at image borders."""
     weight = torch.ones(length, device=device)
+    if overlap <= 0:
+        return weight
     ramp = (torch.arange(overlap, device=device, dtype=torch.float32) + 1.0) / (overlap + 1.0)
     span = min(overlap, length)
     if not at_start:
@@ -82,8 +93,13 @@ def tiled_forward(
     tile: int,
     overlap: int = DEFAULT_OVERLAP,
     with_uncertainty: bool = True,
+    multiple: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run `forward` tile by tile and blend; one tile when the image fits in one."""
+    """Run `forward` tile by tile and blend; one tile when the image fits in one.
+
+    Tiles are at most `tile` pixels on a side and a multiple of `multiple` (the window), so the
+    network pads nothing inside the image.
+    """
     height, width = frames[1].shape[2:]
     if height <= tile and width <= tile:
         return forward(*frames)
@@ -92,7 +108,7 @@ def tiled_forward(
     hdr = torch.zeros((frames[1].shape[0], 3, height, width), device=device)
     sigma = torch.zeros_like(hdr) if with_uncertainty else None
     total = torch.zeros((height, width), device=device)
-    for top, left, tile_h, tile_w in tiles(height, width, tile, overlap):
+    for top, left, tile_h, tile_w in tiles(height, width, tile, overlap, multiple):
         crop = tuple(f[:, :, top : top + tile_h, left : left + tile_w] for f in frames)
         out, unc = forward(*crop)
         weight = (
