@@ -50,7 +50,7 @@ class TorchGFHDRBackend:
     @classmethod
     def availability(cls, options: BackendOptions | None = None) -> Availability:
         try:
-            import torch  # noqa: F401
+            import torch  # noqa: F401  (only whether it imports)
         except ImportError:
             return Availability(False, "PyTorch is not installed")
         problem = cls.device_problem()

@@ -25,34 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import cpu_model
+from common import PeakMemory, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _peak_reset() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mib(baseline_kib: int, reset: bool) -> float:
-    if reset:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return (int(line.split()[1]) - baseline_kib) / 1024
-    import resource
-
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
-
-
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def patch_straightforward() -> None:
@@ -62,12 +37,7 @@ def patch_straightforward() -> None:
     from smarthdr_cli.model import gfhdr
 
     def build_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-        label = torch.zeros(height, width)
-        count = 0
-        for rows in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
-            for cols in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
-                label[rows, cols] = count
-                count += 1
+        label = gfhdr.shift_regions(height, width, window, shift)
         windows = gfhdr.window_partition(label[None, :, :, None], window).squeeze(-1)
         return (windows[:, None, :] - windows[:, :, None]).ne(0).float() * -100.0
 
@@ -118,15 +88,14 @@ def child(args: argparse.Namespace) -> None:
 
     with torch.inference_mode():
         forward(*(f[:, :, :64, :64] for f in frames))  # warm-up: kernels, thread pool
-        reset = _peak_reset()
-        baseline = _rss_kib() if reset else __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss
+        memory = PeakMemory()
         started = time.perf_counter()
         if args.tile:
             hdr, _ = tiled_forward(forward, frames, args.tile, args.overlap, with_uncertainty=False)
         else:
             hdr, _ = forward(*frames)
         seconds = time.perf_counter() - started
-        peak = _peak_mib(baseline, reset)
+        peak = memory.mib()
     np.save(args.out, hdr[0].float().permute(1, 2, 0).numpy())
     print(json.dumps({"seconds": seconds, "peak_mib": peak}))
 

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from common import cpu_model
+from common import PeakMemory, cpu_model
 
 EXPOSURES = np.array([1.0, 4.0, 16.0])  # EV -2, 0, +2, normalised so the shortest is 1
 SECONDS = EXPOSURES / 64.0  # 1/64, 1/16, 1/4 s: what MergeDebevec is given
@@ -183,25 +182,6 @@ QUALITY_CANDIDATES: dict[str, Candidate] = {
 # --------------------------------------------------------------------------- measurement (child)
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's resident high-water mark (VmHWM) to the current RSS (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def measure(name: str, frames_path: Path, repeats: int) -> dict[str, Any]:
     """Time `repeats` merges of candidate `name`; peak resident memory above the loaded inputs."""
     import cv2
@@ -212,21 +192,19 @@ def measure(name: str, frames_path: Path, repeats: int) -> dict[str, Any]:
     inputs = prepare(frames)
     prepare_s = time.perf_counter() - started
     del frames
-    reset = _reset_peak()
-    baseline_kib = _status_kib("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = PeakMemory()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         hdr = merge(inputs)
         times.append(time.perf_counter() - started)
         del hdr
-    peak_kib = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "candidate": name,
         "times_s": times,
         "median_s": statistics.median(times),
-        "peak_mib": (peak_kib - baseline_kib) / 1024.0,
-        "memory_method": "VmHWM after clear_refs" if reset else "ru_maxrss delta",
+        "peak_mib": memory.mib(),
+        "memory_method": memory.method,
         "prepare_s": prepare_s,
         "opencv_threads": cv2.getNumThreads(),
     }

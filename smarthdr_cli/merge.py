@@ -20,7 +20,7 @@ from smarthdr_cli.io.exif import CaptureInfo, orientation_turns, read_exif
 from smarthdr_cli.io.hdr import is_hdr, write_hdr
 from smarthdr_cli.io.ldr import is_ldr, read_ldr
 from smarthdr_cli.io.output import atomic_output, check_output_path
-from smarthdr_cli.response import Response, calibrate, gamma_response, load_response
+from smarthdr_cli.response import Response, calibrate, load_response
 from smarthdr_cli.tonemap import OPERATORS, to_8bit
 
 Note = Callable[[str], None]

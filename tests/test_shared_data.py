@@ -1,7 +1,6 @@
 """Real camera files from ../shared/data (skipped when the folder is absent)."""
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

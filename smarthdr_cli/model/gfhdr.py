@@ -65,14 +65,20 @@ class ShiftMask:
         return (self.border[None, :] + offsets).flatten()
 
 
-def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> ShiftMask:
-    """The `ShiftMask` of a (height x width) map whose windows are shifted by `shift`."""
+def shift_regions(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """(H, W) labels of the regions a cyclic shift brings together: equal labels may attend."""
     label = torch.zeros(height, width)
     count = 0
     for rows in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
         for cols in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
             label[rows, cols] = count
             count += 1
+    return label
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> ShiftMask:
+    """The `ShiftMask` of a (height x width) map whose windows are shifted by `shift`."""
+    label = shift_regions(height, width, window, shift)
     windows = window_partition(label[None, :, :, None], window).squeeze(-1)  # (nW, N)
     differs = windows[:, None, :] != windows[:, :, None]
     border = torch.nonzero(differs.flatten(1).any(dim=1)).flatten()
