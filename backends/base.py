@@ -42,6 +42,7 @@ class BackendOptions:
     max_memory: float | None = None  # bytes one inference may use; None: the backend's default
     precision: str = "auto"  # auto, fp32, bf16 or fp16
     compile: bool = False  # torch.compile the network (learned backends)
+    uncertainty: bool = False  # the caller wants the uncertainty map (backends may skip it otherwise)
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -11,6 +11,7 @@ shipped in `weights/`. Random weights would produce a plausible-looking but mean
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -49,9 +50,7 @@ class TorchGFHDRBackend:
 
     @classmethod
     def availability(cls, options: BackendOptions | None = None) -> Availability:
-        try:
-            import torch  # noqa: F401  (only whether it imports)
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             return Availability(False, "PyTorch is not installed")
         problem = cls.device_problem()
         if problem:
@@ -128,7 +127,9 @@ class TorchGFHDRBackend:
                 return self.forward(x1, x2, x3, with_uncertainty=with_uncertainty)
 
         with torch.inference_mode():
-            hdr, sigma = tiled_forward(forward, inputs, self.tile_size(), with_uncertainty=with_uncertainty)
+            hdr, sigma = tiled_forward(
+                forward, inputs, self.tile_size(), with_uncertainty=with_uncertainty, multiple=self.model.config.window_size
+            )
         to_numpy = lambda t: t[0].permute(1, 2, 0).float().cpu().numpy()  # noqa: E731
         return to_numpy(hdr), (to_numpy(sigma) if sigma is not None else None)
 
@@ -138,7 +139,9 @@ class TorchGFHDRBackend:
                 f"backend {self.name!r} merges three frames with the middle one as reference "
                 f"(got {len(bracket)} frames, reference {bracket.reference + 1}); use --backend classic"
             )
-        hdr, sigma = self.infer(bracket.images, [float(t) for t in bracket.exposures], bracket.gamma)
+        hdr, sigma = self.infer(
+            bracket.images, [float(t) for t in bracket.exposures], bracket.gamma, with_uncertainty=self.options.uncertainty
+        )
         notes = [f"{self.name}: weights {self.weights_id}, {str(self.dtype).replace('torch.', '')}"]
         return MergeResult(hdr=hdr, uncertainty=sigma, weights_id=self.weights_id, notes=notes)
 

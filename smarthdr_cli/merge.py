@@ -300,6 +300,7 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
         max_memory=settings.max_memory,
         precision=settings.precision,
         compile=settings.compile,
+        uncertainty=settings.uncertainty is not None,
     )
     backend, passed = base.create(settings.backend, options)
     for reason in passed:

@@ -58,7 +58,7 @@ def test_cpu_backend_merges_with_uncertainty(runner, tmp_path, weights):
 
 
 def test_backend_feeds_the_network_eq1_inputs(weights):
-    backend = CpuBackend(BackendOptions(weights=weights))
+    backend = CpuBackend(BackendOptions(weights=weights, uncertainty=True))
     rng = np.random.default_rng(0)
     images = [rng.random((24, 40, 3)).astype(np.float32) for _ in range(3)]
     bracket = Bracket(images, np.array([1.0, 4.0, 16.0]), 1)
@@ -68,6 +68,7 @@ def test_backend_feeds_the_network_eq1_inputs(weights):
         expected, sigma = backend.model(*frames)
     assert np.allclose(result.hdr, expected[0].permute(1, 2, 0).numpy(), atol=1e-6)
     assert np.allclose(result.uncertainty, sigma[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    assert CpuBackend(BackendOptions(weights=weights)).merge(bracket).uncertainty is None  # judge skipped
 
 
 def test_small_memory_budget_tiles_without_visible_change(weights):
