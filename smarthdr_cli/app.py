@@ -148,6 +148,113 @@ def merge(
 
 @app.command()
 @cli_errors
+def batch(
+    folders: Annotated[
+        List[Path], typer.Argument(help="Folders (searched recursively) or files holding brackets.", show_default=False, metavar="DIRS...")
+    ],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Existing folder for the results; input subfolders are mirrored.")],
+    gap: Annotated[float, typer.Option(min=0.0, help="Seconds from the end of one exposure to the start of the next within a bracket.")] = 2.0,
+    bracket_size: Annotated[
+        Optional[int], typer.Option(min=2, help="Group every N consecutive shots instead of by capture time (files without EXIF times).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the grouping (and outputs) without merging.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave brackets whose output exists alone (rerun after a crash).")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Brackets merged in parallel by CPU backends (the GPU backend uses one).")] = 1,
+    shard: Annotated[str, typer.Option(help="Take part K of N of the library (a stable hash of output names), e.g. 3/8 for job arrays.")] = "1/1",
+    report: Annotated[
+        Optional[Path], typer.Option(help="JSON-lines report. Default: smarthdr-batch-report.jsonl in the output folder (per shard).")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="HDR output type: exr or hdr.")] = "exr",
+    preview: Annotated[Optional[str], typer.Option(help="Also write a tone-mapped preview per bracket: jpg or png.")] = None,
+    tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard or mu.")] = "reinhard",
+    uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write <name>.uncertainty.exr (learned backends).")] = False,
+    response: Annotated[str, typer.Option(help="Camera response, as for merge: auto, gamma, calibrate or a curve FILE.")] = "auto",
+    align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment, as for merge: none, translation or homography.")] = "homography",
+    backend: Annotated[str, typer.Option(help="Backend, as for merge: auto or a name from `smarthdr backends`.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads per merge for backends that use them.")] = None,
+    max_memory: Annotated[Optional[str], typer.Option(help="Memory one learned inference may use, e.g. 2G.")] = None,
+    precision: Annotated[str, typer.Option(help="Learned backends' arithmetic: auto, fp32, bf16 or fp16.")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the network (learned backends).")] = False,
+    float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (without it, an existing output fails its bracket).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: JSON lines instead of a table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status on stderr (errors still shown).")] = False,
+) -> None:
+    """Find every bracket in photo folders and merge each one; failures are reported, not fatal."""
+    from smarthdr_cli.batch import BatchSettings, check_batch, parse_shard
+    from smarthdr_cli.errors import InputError
+    from smarthdr_cli.merge import MergeSettings
+    from smarthdr_cli.model.tiling import parse_memory
+
+    if align_mode not in ("none", "translation", "homography"):
+        raise InputError(f"--align {align_mode}: choose none, translation or homography")
+    merge_settings = MergeSettings(
+        output=out_dir, response=response, align=align_mode, backend=backend, weights=weights,  # type: ignore[arg-type]
+        threads=threads, max_memory=parse_memory(max_memory) if max_memory else None, precision=precision,
+        compile=compile_model, float32=float32, tonemap=tonemap, overwrite=overwrite,
+        uncertainty=Path("uncertainty.exr") if uncertainty else None,
+    )
+    settings = BatchSettings(
+        roots=folders, out_dir=out_dir, merge=merge_settings, gap=gap, bracket_size=bracket_size,
+        suffix="." + output_format.lower().lstrip("."), preview=preview.lower().lstrip(".") if preview else None,
+        skip_existing=skip_existing, jobs=jobs, shard=parse_shard(shard), report=report,
+    )
+    check_batch(settings)  # usage errors before any progress display
+    if dry_run:
+        _print_plan(settings, as_json)
+        return
+    console = _stderr()
+    note = (lambda _msg: None) if quiet else (lambda msg: console.print(msg, markup=False, soft_wrap=True))
+    summary = _run_with_progress(settings, note, quiet, console)
+    note(
+        f"merged {summary.merged}, failed {summary.failed}, skipped {summary.skipped}, single shots {summary.singles}, "
+        f"unreadable {summary.unreadable}; report: {summary.report}"
+    )
+    if summary.failed:
+        raise typer.Exit(3)
+
+
+def _print_plan(settings: Any, as_json: bool) -> None:
+    from smarthdr_cli.batch import plan
+    from smarthdr_cli.discover import discover
+
+    jobs, notes = plan(discover(settings.roots, settings.gap, settings.bracket_size), settings)
+    if as_json:
+        for job in jobs:
+            print(json.dumps({"status": "planned", **job.describe(), "exists": job.output.exists()}))
+        for line in notes:
+            print(json.dumps(line))
+        return
+    table = Table("reference", "frames", "exposures (s)", "output")
+    for job in jobs:
+        described = job.describe()
+        exposures = ", ".join(f"{t:.4g}" if t else "?" for t in described["exposures"])
+        table.add_row(Path(described["reference"]).name, str(len(job.shots)), exposures, described["output"])
+    Console(highlight=False).print(table)
+    for line in notes:
+        print(f"{line['status']}: {line.get('file') or line.get('bracket', [''])[0]}: {line['reason']}")
+
+
+def _run_with_progress(settings: Any, note: Callable[[str], None], quiet: bool, console: Console) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from smarthdr_cli.batch import run_batch
+
+    if quiet:
+        return run_batch(settings, note)
+    columns = (TextColumn("brackets"), BarColumn(), MofNCompleteColumn(), TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("merge", total=None, failed=0)
+
+        def progress(done: int, failed: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, failed=failed)
+
+        return run_batch(settings, note, progress)
+
+
+@app.command()
+@cli_errors
 def backends(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per backend, one per line.")] = False,
 ) -> None:

@@ -16,14 +16,19 @@ from smarthdr_cli.io.exif import CaptureInfo
 EXPOSURE_HINT = "pass --exposures 1/100,1/25,1/6 (seconds) or --ev -2,0,2, in the order the files are given"
 
 
+def _shown(text: str) -> str:
+    """`text` quoted for a one-line message, at most ~40 characters of it."""
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
+
+
 def _number(text: str, what: str) -> float:
     text = text.strip()
     try:
         value = float(Fraction(text)) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ExposureError(f"{what}: cannot read {text!r} as a number") from None
+    except (ValueError, ZeroDivisionError, OverflowError):  # OverflowError: "9999...9/1" is beyond float
+        raise ExposureError(f"{what}: cannot read {_shown(text)} as a number") from None
     if not math.isfinite(value):
-        raise ExposureError(f"{what}: {text!r} is not a finite number")
+        raise ExposureError(f"{what}: {_shown(text)} is not a finite number")
     return value
 
 

@@ -285,15 +285,15 @@ def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool) -
         iio.imwrite(temp, pixels, **extra)
 
 
-def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _silent) -> MergeReport:
-    """The whole `smarthdr merge`: validate, merge with the chosen backend, write every output."""
+def check_response(setting: str) -> None:
+    if setting not in RESPONSE_CHOICES and not Path(setting).is_file():
+        raise InputError(f"--response {setting}: choose auto, gamma, calibrate or an existing curve file")
+
+
+def create_backend(settings: MergeSettings, note: Note = _silent):  # -> smarthdr_backends.base.Backend
+    """The backend `settings` ask for, started once (a batch reuses it for every bracket)."""
     from smarthdr_backends import base
 
-    started = time.perf_counter()
-    report = MergeReport(inputs=[str(p) for p in paths])
-    if settings.response not in RESPONSE_CHOICES and not Path(settings.response).is_file():
-        raise InputError(f"--response {settings.response}: choose auto, gamma, calibrate or an existing curve file")
-    check_outputs(settings)
     options = base.BackendOptions(
         weights=settings.weights,
         threads=settings.threads,
@@ -307,6 +307,20 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
         note(f"backend {reason}")
     if settings.uncertainty is not None and not backend.gives_uncertainty:
         raise BackendError(f"backend {backend.name!r} gives no uncertainty map; drop --uncertainty")
+    return backend
+
+
+def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _silent, backend=None) -> MergeReport:
+    """The whole `smarthdr merge`: validate, merge with the chosen backend, write every output.
+
+    `backend`: one already started by `create_backend`, so a batch loads a model only once.
+    """
+    started = time.perf_counter()
+    report = MergeReport(inputs=[str(p) for p in paths])
+    check_response(settings.response)
+    check_outputs(settings)
+    if backend is None:
+        backend = create_backend(settings, note)
     bracket = load_bracket(paths, settings, report, note)
     note(f"merging {len(bracket)} frames with {backend.name} (reference {report.reference})")
     result = backend.merge(bracket)

@@ -39,6 +39,30 @@ def write_bracket(folder: Path, frames: list[np.ndarray], evs: list[float] | Non
     return paths
 
 
+def exif_jpeg(
+    path: Path,
+    pixels: np.ndarray,
+    exposure: tuple[int, int] | None = (1, 100),
+    when: str | None = "2024:05:01 12:00:00",
+    camera: tuple[str, str] = ("Testcam", "HDR-1"),
+    orientation: int = 1,
+) -> Path:
+    """A camera-like JPEG: Make/Model, orientation, DateTimeOriginal and ExposureTime in EXIF."""
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = camera[0], camera[1], orientation
+    details = exif.get_ifd(0x8769)
+    if exposure is not None:
+        details[0x829A] = IFDRational(*exposure)  # ExposureTime
+    if when is not None:
+        details[0x9003] = when  # DateTimeOriginal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
 @pytest.fixture(scope="session")
 def static_scene() -> tuple[np.ndarray, list[np.ndarray]]:
     """A static HDR scene (GT radiance, max ~1) and its 8-bit EV -2/0/+2 bracket with mild noise."""

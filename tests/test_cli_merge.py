@@ -15,7 +15,7 @@ from smarthdr_cli.app import app
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
 
-from conftest import REPO, write_bracket
+from conftest import REPO, exif_jpeg, write_bracket
 
 EXAMPLE = REPO / "examples" / "bracket"
 
@@ -212,23 +212,12 @@ def test_console_script_usage_errors_are_one_line(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith("smarthdr ")
 
 
-def _jpeg_with_exif(path: Path, pixels: np.ndarray, exposure: tuple[int, int], orientation: int) -> Path:
-    from PIL import Image
-    from PIL.TiffImagePlugin import IFDRational
-
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    exif.get_ifd(0x8769)[0x829A] = IFDRational(*exposure)  # ExposureTime
-    Image.fromarray(pixels).save(path, exif=exif, quality=95)
-    return path
-
-
 def test_exif_exposure_and_orientation_end_to_end(runner, tmp_path, static_scene):
     """Camera JPEGs stored sideways (orientation 6): exposures from EXIF, output upright."""
     _, frames = static_scene
     stored = [np.ascontiguousarray(np.rot90(f, 1)) for f in frames]  # how a camera held upright stores them
     paths = [
-        _jpeg_with_exif(tmp_path / f"IMG_{i}.jpg", image, (1, t), 6)
+        exif_jpeg(tmp_path / f"IMG_{i}.jpg", image, (1, t), orientation=6)
         for i, (image, t) in enumerate(zip(stored, (400, 100, 25)))
     ]
     out = tmp_path / "o.exr"
@@ -241,6 +230,6 @@ def test_exif_exposure_and_orientation_end_to_end(runner, tmp_path, static_scene
     reference = frames[1].astype(np.float32) / 255
     well = (reference.max(axis=2) < 0.9) & (reference.min(axis=2) > 0.1)
     assert np.corrcoef(hdr[well][:, 1], reference[well][:, 1])[0, 1] > 0.9  # same geometry as the frame
-    mixed = _jpeg_with_exif(tmp_path / "IMG_9.jpg", stored[2], (1, 25), 1)
+    mixed = exif_jpeg(tmp_path / "IMG_9.jpg", stored[2], (1, 25), orientation=1)
     result = runner.invoke(app, ["merge", str(paths[0]), str(paths[1]), str(mixed), "-o", str(tmp_path / "m.exr")])
     assert "different EXIF orientations" in _one_line_error(result)

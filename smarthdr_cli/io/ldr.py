@@ -1,6 +1,7 @@
 """JPEG, PNG and TIFF frames (8 or 16 bit) through imageio, as float32 HxWx3 in [0, 1]."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,8 @@ import numpy as np
 from smarthdr_cli.errors import InputError
 
 LDR_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+# Pillow's decompression-bomb limit (2 * PIL.Image.MAX_IMAGE_PIXELS), also applied to TIFF (tifffile has none).
+MAX_PIXELS = 178_956_970
 
 
 def is_ldr(path: Path) -> bool:
@@ -19,9 +22,18 @@ def read_ldr(path: Path) -> tuple[np.ndarray, int]:
     import imageio.v3 as iio
 
     try:
-        pixels = np.asarray(iio.imread(path))
-    except (OSError, ValueError, SyntaxError, RuntimeError, IndexError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {str(exc)[:120]})") from None
+        with iio.imopen(path, "r", legacy_mode=False) as image:  # what iio.imread does, in two steps
+            # The declared size, before any pixel is decoded: a tiny file may declare a gigantic image.
+            declared = image.properties()
+            samples = math.prod(int(n) for n in declared.shape) * max(1, int(declared.n_images or 1))
+            if samples > 4 * MAX_PIXELS:
+                raise InputError(f"{path}: image too large ({'x'.join(map(str, declared.shape))} declared)")
+            pixels = np.asarray(image.read())
+    except InputError:
+        raise
+    except Exception as exc:  # imageio's plugins (Pillow, tifffile, OpenCV) raise any kind, MemoryError too
+        reason = (str(exc).strip().splitlines() or [""])[0][:120]  # imageio's messages run over many lines
+        raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
     if pixels.ndim == 4 and pixels.shape[0] >= 1:  # multi-page TIFF: first page
         pixels = pixels[0]
     if pixels.ndim == 2:
