@@ -229,11 +229,14 @@ def run_batch(
         else:
             todo.append(job)
     backend = None
-    if todo and (settings.jobs <= 1 or settings.merge.backend == "cuda"):
-        backend = create_backend(settings.merge, note)  # one model load for the whole run
-        if settings.jobs > 1:
+    if todo:
+        # Started here even when workers start their own: a backend that cannot start (no
+        # weights, no GPU) is one clean error before any work, not a broken process pool.
+        backend = create_backend(settings.merge, note)
+        if settings.jobs > 1 and backend.name == "cuda":
             note("--jobs ignored: the GPU backend merges one bracket at a time with one model")
-    effective = settings if backend is None else replace(settings, jobs=1)
+    parallel = settings.jobs > 1 and backend is not None and backend.name != "cuda"
+    effective = settings if parallel else replace(settings, jobs=1)
     try:
         handle = open(report_path, "w", encoding="utf-8")
     except OSError as exc:
@@ -261,7 +264,7 @@ def run_batch(
              f"{len(found.singles)} single shots, {len(found.unreadable)} unreadable files")
         progress(0, 0, len(todo))
         done = 0
-        for line in _run_jobs(todo, effective, backend):
+        for line in _run_jobs(todo, effective, None if parallel else backend):
             record(line)
             done += 1
             if line["status"] == "failed":
