@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from smarthdr_cli.app import app
-from smarthdr_cli.discover import Shot, discover, group_by_count, group_by_time
+from smarthdr_cli.discover import Shot, group_by_count, group_by_time
 
 from conftest import exif_jpeg
 
