@@ -27,12 +27,15 @@ What is measured, and why:
   (`seconds` in smarthdr-batch-report.jsonl: one `run_merge`, without start-up and model
   load), CPU seconds of the command and its children over wall time (about 2.0 = both cores
   busy; noticeably less with `--jobs 2` or the learned backend hints at competing processes or
-  serial parts), and peak resident memory: ru_maxrss from `os.wait4` of the command, i.e. the
-  maximum over the command and every process it reaped -- for `--jobs 2` the largest single
-  worker (or the parent), not the sum of both workers.
+  serial parts), the CPU the *other* processes on the machine used meanwhile (busy time from
+  /proc/stat minus this command's, per wall second, in cores: a noise indicator), and peak
+  resident memory: ru_maxrss from `os.wait4` of the command (run from a small wrapper process,
+  see WRAPPER), i.e. the maximum over the command and every process it reaped -- for
+  `--jobs 2` the largest single worker (or the parent), not the sum of both workers.
 
 Usage: python bench/batch_throughput.py [--brackets 6] [--learned-brackets 1] [--skip-learned]
-The defaults take about 15 minutes on 2 cores; the learned rows are most of it.
+The defaults take about 15 minutes on 2 idle cores (25 with competing load); the learned rows
+are most of it.
 """
 from __future__ import annotations
 
@@ -109,7 +112,8 @@ def write_random_weights(path: Path) -> dict[str, Any]:
 
     torch.manual_seed(0)
     model = GFHDR(GFHDRConfig())
-    return save_weights(model, path, {"description": "random weights (seed 0) for bench/batch_throughput.py; not trained"})
+    card = {"description": "random weights (seed 0) for bench/batch_throughput.py; not trained"}
+    return save_weights(model, path, card)
 
 
 # --------------------------------------------------------------------------- running
@@ -123,27 +127,55 @@ def smarthdr_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "smarthdr_cli"]
 
 
+# Runs the command and reports its wall time and the rusage that os.wait4 gives for it (its own
+# and that of every process it reaped: the `--jobs` workers). It is a separate, small process
+# because a process's ru_maxrss starts at the high-water mark of the address space it replaced
+# on exec: launched straight from this script (vfork + exec), `smarthdr` would report this
+# script's own peak (about 3 GiB after rendering 12 MP frames) whenever its own was lower.
+WRAPPER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=sys.stderr)
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - started
+child.returncode = os.waitstatus_to_exitcode(status)
+print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+                  "returncode": child.returncode}))
+"""
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds all processes on the machine have spent busy since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    guest = sum(fields[8:10]) if len(fields) > 9 else 0  # already counted in user / nice
+    return (sum(fields) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
 def run_row(label: str, inputs: Path, out: Path, extra: list[str], expected: int) -> dict[str, Any]:
     """Run one `smarthdr batch` to completion; wall time, rusage of it and its children, its report."""
     out.mkdir(parents=True)
     command = smarthdr_command() + ["batch", str(inputs), "-o", str(out), "-q", *extra]
     print(f"[{label}] {' '.join(command[-len(extra) - 5:])}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = process.stdout.read() if process.stdout else b""
-    _, status, usage = os.wait4(process.pid, 0)  # rusage of the command and every child it reaped
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+    busy_before = busy_cpu_seconds()
+    done = subprocess.run([sys.executable, "-S", "-c", WRAPPER, *command], capture_output=True, text=True)
+    busy = busy_cpu_seconds() - busy_before
     load_after = os.getloadavg()[0]
-    if process.returncode != 0:
-        raise SystemExit(f"{label}: smarthdr batch exited {process.returncode}:\n{output.decode(errors='replace')}")
-    lines = [json.loads(line) for line in (out / "smarthdr-batch-report.jsonl").read_text().splitlines() if line.strip()]
+    try:
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise SystemExit(f"{label}: the timing wrapper failed:\n{done.stdout}{done.stderr}") from None
+    wall, cpu, code = measured["wall_s"], measured["cpu_s"], measured["returncode"]
+    if code != 0:
+        raise SystemExit(f"{label}: smarthdr batch exited {code}:\n{done.stderr}")
+    report = (out / "smarthdr-batch-report.jsonl").read_text().splitlines()
+    lines = [json.loads(line) for line in report if line.strip()]
     merged = [line for line in lines if line.get("status") == "ok"]
     if len(merged) != expected or len(lines) != expected:
-        raise SystemExit(f"{label}: expected {expected} merged brackets, report says:\n" + "\n".join(map(json.dumps, lines)))
+        listing = "\n".join(map(json.dumps, lines))
+        raise SystemExit(f"{label}: expected {expected} merged brackets, report says:\n{listing}")
     per_bracket = [float(line["seconds"]) for line in merged]
-    cpu = usage.ru_utime + usage.ru_stime
     row = {
         "label": label,
         "args": extra,
@@ -155,22 +187,26 @@ def run_row(label: str, inputs: Path, out: Path, extra: list[str], expected: int
         "report_median_s": statistics.median(per_bracket),
         "cpu_s": cpu,
         "cpu_per_wall": cpu / wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024.0,  # KiB on Linux
+        "other_cpu_per_wall": max(0.0, busy - cpu) / wall,  # other processes, in cores (0..2 here)
+        "peak_rss_mib": measured["maxrss_kib"] / 1024.0,
         "loadavg_1min_before": load_before,
         "loadavg_1min_after": load_after,
         "output_bytes": sum(p.stat().st_size for p in out.rglob("*.exr")),
     }
     print(f"[{label}] {wall:.1f} s, {row['brackets_per_min']:.2f} brackets/min, "
-          f"cpu/wall {row['cpu_per_wall']:.2f}, peak {row['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
+          f"cpu/wall {row['cpu_per_wall']:.2f}, others {row['other_cpu_per_wall']:.2f}, "
+          f"peak {row['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| row | brackets | wall time (s) | brackets / min | s / bracket | median merge in report (s) "
-            "| CPU s / wall s | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+            "| CPU s / wall s | other processes (cores) | peak RSS (MiB) |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     body = [
         f"| {r['label']} | {r['brackets']} | {r['wall_s']:.1f} | {r['brackets_per_min']:.2f} | {r['s_per_bracket']:.1f} "
-        f"| {r['report_median_s']:.1f} | {r['cpu_per_wall']:.2f} | {r['peak_rss_mib']:.0f} |"
+        f"| {r['report_median_s']:.1f} | {r['cpu_per_wall']:.2f} | {r['other_cpu_per_wall']:.2f} "
+        f"| {r['peak_rss_mib']:.0f} |"
         for r in rows
     ]
     return "\n".join([head, *body])
@@ -210,10 +246,10 @@ def main() -> None:
         if not args.skip_learned:
             weights = root / "random-gfhdr.safetensors"
             card = write_random_weights(weights)
+            learned = ["--backend", "cpu", "--weights", str(weights)]
             plan += [
-                ("cpu (GFHDR), fp32", "learned-in", ["--backend", "cpu", "--weights", str(weights)], args.learned_brackets),
-                ("cpu (GFHDR), --precision bf16", "learned-in",
-                 ["--backend", "cpu", "--weights", str(weights), "--precision", "bf16"], args.learned_brackets),
+                ("cpu (GFHDR), fp32", "learned-in", learned, args.learned_brackets),
+                ("cpu (GFHDR), --precision bf16", "learned-in", [*learned, "--precision", "bf16"], args.learned_brackets),
             ]
         rows = []
         for index, (label, inputs, extra, count) in enumerate(plan):
