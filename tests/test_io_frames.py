@@ -19,6 +19,11 @@ def test_ldr_bit_depths(tmp_path: Path):
     iio.imwrite(tmp_path / "a.tif", image16)
     pixels, bits = read_ldr(tmp_path / "a.tif")
     assert bits == 16 and np.allclose(pixels * 65535, image16)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "rgb16.png"), np.ascontiguousarray(image16[:, :, ::-1]))  # 16-bit RGB PNG
+    pixels, bits = read_ldr(tmp_path / "rgb16.png")
+    assert bits == 16 and np.allclose(pixels * 65535, image16)
     iio.imwrite(tmp_path / "grey.png", image8[:, :, 0])
     pixels, _ = read_ldr(tmp_path / "grey.png")
     assert pixels.shape == (4, 5, 3)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import exifread
 
@@ -99,11 +100,45 @@ def _datetime(value: object) -> datetime | None:
         return None
 
 
+# exifread makes about 2,000 reads and seeks on the largest real files; some broken containers send
+# it round in circles for ever (a HEIC box whose 64-bit size is 0 is "skipped" by seeking to itself).
+_MAX_FILE_CALLS = 250_000
+
+
+class _TooManyCalls(Exception):
+    pass
+
+
+class _BoundedFile:
+    """The file as exifread sees it (read, seek, tell), cut off after `_MAX_FILE_CALLS` calls."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._left = _MAX_FILE_CALLS
+
+    def _spend(self) -> None:
+        self._left -= 1
+        if self._left < 0:
+            raise _TooManyCalls
+
+    def read(self, size: int = -1) -> bytes:
+        self._spend()
+        return self._handle.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._spend()
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        self._spend()
+        return self._handle.tell()
+
+
 def read_exif(path: Path) -> CaptureInfo:
     """Read the capture metadata of `path` with exifread; unparseable containers give no fields."""
     try:
         with open(path, "rb") as handle:
-            tags = exifread.process_file(handle, details=False)
+            tags = exifread.process_file(_BoundedFile(handle), details=False)  # type: ignore[arg-type]
     except OSError:
         raise
     except Exception:  # exifread raises many kinds of errors on containers it does not know

@@ -50,9 +50,11 @@ def _read_exr(path: Path) -> np.ndarray:
                 return value
         return None
 
+    if any(plane.ndim != 2 or plane.size == 0 for plane in channels.values()):
+        raise InputError(f"{path}: OpenEXR file has channels without pixels (deep or unsupported data)")
     red, green, blue, luma = find("R"), find("G"), find("B"), find("Y")
     if red is not None and green is not None and blue is not None:
-        rgb = np.stack([red, green, blue], axis=2)
+        rgb = np.stack(_full_size([red, green, blue]), axis=2)
     elif luma is not None and find("RY") is not None and find("BY") is not None:
         rgb = _from_luminance_chroma(luma, find("RY"), find("BY"))
     elif luma is not None:
@@ -60,6 +62,14 @@ def _read_exr(path: Path) -> np.ndarray:
     else:
         raise InputError(f"{path}: OpenEXR file has no RGB or Y channels ({', '.join(sorted(channels))})")
     return np.nan_to_num(rgb, nan=0.0, posinf=65504.0, neginf=0.0).astype(np.float32)
+
+
+def _full_size(planes: list[np.ndarray]) -> list[np.ndarray]:
+    """Channels stored subsampled (x/ySampling > 1) resized to the largest one's size."""
+    import cv2
+
+    size = (max(p.shape[1] for p in planes), max(p.shape[0] for p in planes))  # OpenCV's (width, height)
+    return [p if p.shape[::-1] == size else cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in planes]
 
 
 def _from_luminance_chroma(luma: np.ndarray, ry: np.ndarray, by: np.ndarray) -> np.ndarray:

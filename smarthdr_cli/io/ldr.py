@@ -1,12 +1,16 @@
 """JPEG, PNG and TIFF frames (8 or 16 bit) through imageio, as float32 HxWx3 in [0, 1]."""
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
 from smarthdr_cli.errors import InputError
+
+# tifffile logs its complaints about broken files as warnings; the error raised here says it once.
+logging.getLogger("tifffile").setLevel(logging.ERROR)
 
 LDR_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 # Pillow's decompression-bomb limit (2 * PIL.Image.MAX_IMAGE_PIXELS), also applied to TIFF (tifffile has none).
@@ -17,18 +21,30 @@ def is_ldr(path: Path) -> bool:
     return path.suffix.lower() in LDR_EXTENSIONS
 
 
+def _read_png(path: Path) -> np.ndarray:
+    """PNG through OpenCV, which keeps 16-bit RGB (Pillow reduces it to 8 bits)."""
+    import cv2
+
+    pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise InputError(f"{path}: cannot decode image (corrupt PNG)")
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]] if pixels.shape[2] >= 3 else pixels
+    return pixels
+
+
 def read_ldr(path: Path) -> tuple[np.ndarray, int]:
     """Pixels of `path` scaled to [0, 1] and the file's bit depth (8 or 16)."""
     import imageio.v3 as iio
 
     try:
-        with iio.imopen(path, "r", legacy_mode=False) as image:  # what iio.imread does, in two steps
+        with iio.imopen(path, "r", legacy_mode=False) as image:  # as iio.imread, but the first image only
+            first = {"index": 0, "page": 0} if type(image).__name__ == "TifffilePlugin" else {"index": 0}
             # The declared size, before any pixel is decoded: a tiny file may declare a gigantic image.
-            declared = image.properties()
-            samples = math.prod(int(n) for n in declared.shape) * max(1, int(declared.n_images or 1))
-            if samples > 4 * MAX_PIXELS:
+            declared = image.properties(**first)
+            if math.prod(int(n) for n in declared.shape) > 4 * MAX_PIXELS:
                 raise InputError(f"{path}: image too large ({'x'.join(map(str, declared.shape))} declared)")
-            pixels = np.asarray(image.read())
+            pixels = _read_png(path) if path.suffix.lower() == ".png" else np.asarray(image.read(**first))
     except InputError:
         raise
     except Exception as exc:  # imageio's plugins (Pillow, tifffile, OpenCV) raise any kind, MemoryError too

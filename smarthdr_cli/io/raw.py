@@ -9,6 +9,7 @@ linear demosaic (AHD) to 16-bit, camera colour matrix to sRGB primaries, the whi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -90,6 +91,10 @@ def raw_metadata(path: Path) -> CaptureInfo:
             stamp = datetime.fromtimestamp(float(stamp)) if stamp else None
         except (TypeError, ValueError, OverflowError, OSError):
             stamp = None
+    elif stamp == datetime.fromtimestamp(0):  # rawpy's rendering of LibRaw's "no date" (timestamp 0)
+        stamp = None
+    # LibRaw passes on what the file says: an ExposureTime stored as a double may be inf or NaN.
+    shutter, iso, aperture = (v if math.isfinite(v) and v > 0 else 0.0 for v in (shutter, iso, aperture))
     return CaptureInfo(
         exposure_time=shutter if shutter > 0 else None,
         iso=iso if iso > 0 else None,
