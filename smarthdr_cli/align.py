@@ -16,6 +16,7 @@ import numpy as np
 from smarthdr_cli.bracket import GAMMA
 
 AlignMode = Literal["none", "translation", "homography"]
+ALIGN_MODES: tuple[str, ...] = ("none", "translation", "homography")
 MAX_SHIFT = 0.04  # of the image diagonal: larger motions are not a hand-held bracket
 MIN_CORRELATION = 0.6
 HOMOGRAPHY_GAIN = 0.001  # correlation a homography must add over a translation to be used

@@ -123,12 +123,9 @@ def merge(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status lines on stderr (errors still shown).")] = False,
 ) -> None:
     """Merge one bracket into an HDR image."""
-    from smarthdr_cli.errors import InputError
     from smarthdr_cli.merge import MergeSettings, run_merge
     from smarthdr_cli.model.tiling import parse_memory
 
-    if align_mode not in ("none", "translation", "homography"):
-        raise InputError(f"--align {align_mode}: choose none, translation or homography")
     console = _stderr()
     note = (lambda _msg: None) if quiet else (lambda msg: console.print(msg, markup=False, soft_wrap=True))
     settings = MergeSettings(
@@ -183,12 +180,9 @@ def batch(
 ) -> None:
     """Find every bracket in photo folders and merge each one; failures are reported, not fatal."""
     from smarthdr_cli.batch import BatchSettings, check_batch, parse_shard
-    from smarthdr_cli.errors import InputError
     from smarthdr_cli.merge import MergeSettings
     from smarthdr_cli.model.tiling import parse_memory
 
-    if align_mode not in ("none", "translation", "homography"):
-        raise InputError(f"--align {align_mode}: choose none, translation or homography")
     merge_settings = MergeSettings(
         output=out_dir, response=response, align=align_mode, backend=backend, weights=weights,  # type: ignore[arg-type]
         threads=threads, max_memory=parse_memory(max_memory) if max_memory else None, precision=precision,

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from smarthdr_cli.bracket import choose_three
 from smarthdr_cli.discover import Discovery, Shot, discover
 from smarthdr_cli.errors import InputError, OutputError, SmartHDRError
-from smarthdr_cli.merge import MergeSettings, check_response, create_backend, run_merge
+from smarthdr_cli.merge import MergeSettings, check_settings, create_backend, run_merge
 
 REPORT_NAME = "smarthdr-batch-report.jsonl"
 
@@ -204,7 +204,7 @@ def check_batch(settings: BatchSettings) -> None:
         raise OutputError(f"--preview {settings.preview}: choose jpg or png")
     if settings.bracket_size is not None and settings.bracket_size < 2:
         raise InputError("--bracket-size must be at least 2")
-    check_response(settings.merge.response)
+    check_settings(settings.merge)
 
 
 def run_batch(

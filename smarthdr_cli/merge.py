@@ -285,9 +285,12 @@ def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool) -
         iio.imwrite(temp, pixels, **extra)
 
 
-def check_response(setting: str) -> None:
-    if setting not in RESPONSE_CHOICES and not Path(setting).is_file():
-        raise InputError(f"--response {setting}: choose auto, gamma, calibrate or an existing curve file")
+def check_settings(settings: MergeSettings) -> None:
+    """Refuse option values no bracket could use, before any file is read."""
+    if settings.response not in RESPONSE_CHOICES and not Path(settings.response).is_file():
+        raise InputError(f"--response {settings.response}: choose auto, gamma, calibrate or an existing curve file")
+    if settings.align not in align.ALIGN_MODES:
+        raise InputError(f"--align {settings.align}: choose {', '.join(align.ALIGN_MODES)}")
 
 
 def create_backend(settings: MergeSettings, note: Note = _silent):  # -> smarthdr_backends.base.Backend
@@ -317,7 +320,7 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
     """
     started = time.perf_counter()
     report = MergeReport(inputs=[str(p) for p in paths])
-    check_response(settings.response)
+    check_settings(settings)
     check_outputs(settings)
     if backend is None:
         backend = create_backend(settings, note)
