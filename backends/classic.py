@@ -23,7 +23,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from smarthdr_backends.base import Availability, BackendOptions, MergeResult
-from smarthdr_cli.bracket import Bracket
+from smarthdr_cli.bracket import Bracket, channel_max
 
 SATURATION = 0.97  # LDR value (gamma domain) from which a pixel counts as clipped
 K_SIGMA = 3.0  # how many noise standard deviations two frames may disagree by
@@ -66,10 +66,6 @@ def noise_level(image: np.ndarray, bits: int = 8, gamma: float = 2.2) -> Noise:
     return Noise(ldr=max(ldr, 1.0 / ((1 << bits) - 1)), linear=lin)
 
 
-def _channel_max(image: np.ndarray) -> np.ndarray:
-    return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
-
-
 def _interval(
     image: np.ndarray, clipped: np.ndarray, exposure: float, noise: Noise, gamma: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +80,7 @@ def _interval(
 
 def _saturation_weight(image: np.ndarray) -> np.ndarray:
     """1 for well-exposed pixels, ramping to 0 as the brightest channel approaches clipping."""
-    return np.clip((SATURATION - _channel_max(image)) * (1.0 / 0.15), 0.0, 1.0)
+    return np.clip((SATURATION - channel_max(image)) * (1.0 / 0.15), 0.0, 1.0)
 
 
 def consistency(
@@ -130,7 +126,7 @@ def _merge_rows(
         # Where every usable frame clips, the best estimate is the highest lower bound: the
         # clipped radiance of the shortest frame that agrees with the reference, made neutral
         # (partially clipped channels would otherwise tint highlights yellow or magenta).
-        np.maximum(fallback, np.where(keep > 0.5, _channel_max(radiance), 0.0), out=fallback)
+        np.maximum(fallback, np.where(keep > 0.5, channel_max(radiance), 0.0), out=fallback)
     floor = np.float32(1e-6)
     hdr = (total + (floor * fallback)[:, :, None]) / (weight_sum + floor)[:, :, None]
     return hdr, keeps

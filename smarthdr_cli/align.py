@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from smarthdr_cli.bracket import GAMMA
+from smarthdr_cli.bracket import GAMMA, channel_max
 
 AlignMode = Literal["none", "translation", "homography"]
 ALIGN_MODES: tuple[str, ...] = ("none", "translation", "homography")
@@ -37,7 +37,7 @@ class Alignment:
 
 def _log_radiance(image: np.ndarray, exposure: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     grey = image.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    valid = (image.max(axis=2) < 0.95) & (grey > 0.04)
+    valid = (channel_max(image) < 0.95) & (grey > 0.04)
     return np.log(np.maximum(grey, 1e-4) ** gamma / exposure).astype(np.float32), valid
 
 

@@ -63,6 +63,15 @@ class Bracket:
         return len(self.images)
 
 
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """Per-pixel largest of the three channels (numpy's reductions over a length-3 axis are slow)."""
+    return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+
+
+def channel_min(image: np.ndarray) -> np.ndarray:
+    return np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
+
+
 def choose_three(count: int, reference: int | None) -> tuple[list[int], int]:
     """Indices (in exposure order) of the frames to merge and the reference's position among them.
 
@@ -92,9 +101,7 @@ def check_content(images: Sequence[np.ndarray], names: Sequence[str]) -> None:
     for image, name in zip(images, names):
         if not np.isfinite(image).all():
             raise BracketError(f"{name}: frame contains invalid (non-finite) values")
-        # Element-wise over the three channels: numpy's reductions over a length-3 last axis are slow.
-        brightest = np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
-        darkest = np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
+        brightest, darkest = channel_max(image), channel_min(image)
         if np.mean(brightest <= 2.0 / 255.0) >= 0.999:
             raise BracketError(f"{name}: frame is entirely black")
         if np.mean(darkest >= 0.98) >= 0.999:
