@@ -1,8 +1,8 @@
 """A simple camera model that renders LDR brackets from linear radiance.
 
-Used for the bundled example, the synthetic round-trip tests and the benchmarks: exposure, optional
-Gaussian-Poisson noise, clipping, a response curve (gamma 2.2 or an S-shaped, camera-like curve) and
-quantisation to 8 or 16 bits.
+Used for the bundled example, the synthetic round-trip tests, the benchmarks and the synthetic
+training data (`smarthdr_cli.data.synth`): exposure, optional Gaussian-Poisson noise, clipping, a
+response curve (gamma 2.2 or an S-shaped, camera-like curve) and quantisation to 8 or 16 bits.
 """
 from __future__ import annotations
 
@@ -24,6 +24,48 @@ def s_curve(linear: np.ndarray, contrast: float = 1.6) -> np.ndarray:
     return encoded**contrast / (encoded**contrast + (1.0 - encoded) ** contrast)
 
 
+def sensor_noise(signal: np.ndarray, read_noise: float, shot_gain: float, rng: np.random.Generator) -> np.ndarray:
+    """`signal` (linear, relative to full scale) plus heteroscedastic Gaussian (Poisson-Gaussian) noise.
+
+    Variance `read_noise^2 + shot_gain * signal`: read noise is constant, shot (photon) noise grows
+    with the signal like a Poisson count (the Gaussian approximation of Foi et al. 2008, exact
+    enough above a few photons and much faster to draw). The float type of `signal` is kept.
+    """
+    std = np.sqrt(read_noise**2 + shot_gain * np.clip(signal, 0, None))
+    if signal.dtype == np.float64:
+        normal = rng.normal(0.0, 1.0, signal.shape)
+    else:
+        normal = rng.standard_normal(signal.shape, dtype=np.float32)
+    return signal + normal * std
+
+
+def quantise(encoded: np.ndarray, bits: int) -> np.ndarray:
+    """Encoded values in [0, 1] (clipped) as uint8 or uint16 codes."""
+    top = (1 << bits) - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.round(np.clip(encoded, 0, 1) * top).astype(dtype)
+
+
+def expose(
+    radiance: np.ndarray,
+    exposure: float,
+    *,
+    curve: Callable[[np.ndarray], np.ndarray] = gamma_curve,
+    bits: int = 8,
+    read_noise: float = 0.0,
+    shot_gain: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """One LDR frame: radiance x exposure, sensor noise, clipping, response curve, quantisation.
+
+    Works in the float type of `radiance` (float32 for speed, float64 for `render_bracket`).
+    """
+    signal = radiance * exposure
+    if read_noise > 0 or shot_gain > 0:
+        signal = sensor_noise(signal, read_noise, shot_gain, rng if rng is not None else np.random.default_rng())
+    return quantise(curve(np.clip(signal, 0.0, 1.0)), bits)
+
+
 def render_bracket(
     radiance: np.ndarray | Sequence[np.ndarray],
     exposures: Sequence[float],
@@ -37,21 +79,24 @@ def render_bracket(
 
     `radiance` is one image (static scene) or one per exposure (dynamic scene). Radiance is
     relative: a value of 1 saturates the frame whose exposure is 1. `noise` is the standard
-    deviation of read noise relative to full scale; shot noise follows with the same scale.
+    deviation of read noise relative to full scale; shot noise follows with the same scale
+    (`sensor_noise` with `shot_gain = noise / 100`).
     """
     rng = np.random.default_rng(seed)
     scenes = [radiance] * len(exposures) if isinstance(radiance, np.ndarray) else list(radiance)
-    frames = []
-    for scene, t in zip(scenes, exposures):
-        signal = np.asarray(scene, dtype=np.float64) * t
-        if noise > 0:
-            std = np.sqrt(noise**2 + noise * 0.01 * np.clip(signal, 0, None))
-            signal = signal + rng.normal(0.0, 1.0, signal.shape) * std
-        encoded = curve(np.clip(signal, 0.0, 1.0))
-        top = (1 << bits) - 1
-        dtype = np.uint8 if bits == 8 else np.uint16
-        frames.append(np.round(np.clip(encoded, 0, 1) * top).astype(dtype))
-    return frames
+    return [
+        expose(np.asarray(scene, dtype=np.float64), t, curve=curve, bits=bits, read_noise=noise, shot_gain=noise * 0.01, rng=rng)
+        for scene, t in zip(scenes, exposures)
+    ]
+
+
+def value_noise(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
+    """Smooth random texture, about [0, 1] (cubic overshoot aside): a random grid of `cell`-pixel
+    spacing, cubic-interpolated to height x width (float32)."""
+    import cv2
+
+    small = rng.random((max(2, int(height // cell)), max(2, int(width // cell))), dtype=np.float32)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
 def procedural_radiance(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -62,8 +107,6 @@ def procedural_radiance(height: int, width: int, seed: int = 0) -> np.ndarray:
     bright patch and a cast shadow: enough range that every frame of an EV -2/0/+2 bracket clips
     somewhere or sinks into noise somewhere.
     """
-    import cv2
-
     rng = np.random.default_rng(seed)
     rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     cols = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
@@ -72,8 +115,7 @@ def procedural_radiance(height: int, width: int, seed: int = 0) -> np.ndarray:
     sky_rgb = np.stack([sky * 0.75, sky * 0.9, sky * 1.1], axis=2)
 
     def texture(scale: int) -> np.ndarray:
-        small = rng.random((max(2, height // scale), max(2, width // scale)), dtype=np.float32)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+        return value_noise(rng, height, width, scale)
 
     albedo = 0.15 + 0.55 * np.clip(0.6 * texture(48) + 0.4 * texture(6), 0.0, 1.0)
     tint = np.stack([1.0 + 0.3 * texture(64), 0.9 + 0.2 * texture(64), 0.7 + 0.3 * texture(64)], axis=2)

@@ -88,11 +88,16 @@ def _silent(_: str) -> None:
     return None
 
 
+def frame_files(folder: Path) -> list[Path]:
+    """The frames of a bracket folder, sorted by name: the images and RAW files directly inside it."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and (is_ldr(p) or raw_io.is_raw(p)))
+
+
 def resolve_inputs(paths: Sequence[Path]) -> tuple[list[Path], Path | None]:
     """The frame files to merge and the exposure file of a Kalantari-layout folder, if any."""
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
-        files = sorted(p for p in folder.iterdir() if p.is_file() and (is_ldr(p) or raw_io.is_raw(p)))
+        files = frame_files(folder)
         if not files:
             raise InputError(f"{folder}: no JPEG/PNG/TIFF/RAW frames in this folder")
         exposure_file = folder / EXPOSURE_FILE
@@ -203,9 +208,20 @@ def _response(setting: str, frames: Sequence[Frame], layout: bool, note: Note) -
     return load_response(Path(setting))
 
 
-def load_bracket(paths: Sequence[Path], settings: MergeSettings, report: MergeReport, note: Note = _silent) -> Bracket:
-    """Read, validate, order, linearise and align the frames named by `paths`."""
-    files, exposure_file = resolve_inputs(paths)
+def load_bracket(
+    paths: Sequence[Path],
+    settings: MergeSettings,
+    report: MergeReport,
+    note: Note = _silent,
+    exposure_file: Path | None = None,
+) -> Bracket:
+    """Read, validate, order, linearise and align the frames named by `paths`.
+
+    `exposure_file`: a Kalantari `exposure.txt` for explicitly listed frames (dataset readers);
+    a single folder argument finds its own.
+    """
+    files, found_file = resolve_inputs(paths)
+    exposure_file = exposure_file or found_file
     if len(files) < 2:
         raise BracketError(f"a bracket needs at least 2 frames, got {len(files)}")
     infos = [capture_info(p) for p in files]

@@ -94,3 +94,16 @@ def test_shared_training_hdrs_read(shared_data: Path):
     for path in sorted((shared_data / "hdr-train").glob("*.hdr"))[:4]:
         image = read_hdr(path)
         assert image.shape == (512, 1024, 3) and image.max() > 10
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Temp files are 0600 (mkstemp); the renamed result follows the umask like any new file."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_hdr(tmp_path / "out.exr", np.ones((4, 4, 3), np.float32))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.exr").stat().st_mode) == 0o644

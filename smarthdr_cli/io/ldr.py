@@ -21,13 +21,14 @@ def is_ldr(path: Path) -> bool:
     return path.suffix.lower() in LDR_EXTENSIONS
 
 
-def _read_png(path: Path) -> np.ndarray:
-    """PNG through OpenCV, which keeps 16-bit RGB (Pillow reduces it to 8 bits)."""
+def _read_cv2(path: Path, kind: str) -> np.ndarray:
+    """PNG through OpenCV, which keeps 16-bit RGB (Pillow reduces it to 8 bits); also TIFFs whose
+    compression (LZW, Deflate: what OpenCV itself writes) tifffile cannot decode without imagecodecs."""
     import cv2
 
     pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
-        raise InputError(f"{path}: cannot decode image (corrupt PNG)")
+        raise InputError(f"{path}: cannot decode image (corrupt {kind})")
     if pixels.ndim == 3:
         pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]] if pixels.shape[2] >= 3 else pixels
     return pixels
@@ -44,12 +45,15 @@ def read_ldr(path: Path) -> tuple[np.ndarray, int]:
             declared = image.properties(**first)
             if math.prod(int(n) for n in declared.shape) > 4 * MAX_PIXELS:
                 raise InputError(f"{path}: image too large ({'x'.join(map(str, declared.shape))} declared)")
-            pixels = _read_png(path) if path.suffix.lower() == ".png" else np.asarray(image.read(**first))
+            pixels = _read_cv2(path, "PNG") if path.suffix.lower() == ".png" else np.asarray(image.read(**first))
     except InputError:
         raise
     except Exception as exc:  # imageio's plugins (Pillow, tifffile, OpenCV) raise any kind, MemoryError too
-        reason = (str(exc).strip().splitlines() or [""])[0][:120]  # imageio's messages run over many lines
-        raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
+        if isinstance(exc, ValueError) and "imagecodecs" in str(exc):
+            pixels = _read_cv2(path, "TIFF")
+        else:
+            reason = (str(exc).strip().splitlines() or [""])[0][:120]  # imageio's messages run over many lines
+            raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
     if pixels.ndim == 4 and pixels.shape[0] >= 1:  # multi-page TIFF: first page
         pixels = pixels[0]
     if pixels.ndim == 2:

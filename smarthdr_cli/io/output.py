@@ -27,6 +27,26 @@ def check_output_path(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path}: output folder {folder} is not writable")
 
 
+def usual_mode(path: Path) -> None:
+    """Give `path` the permissions of a freshly created file (0666 less the umask).
+
+    `tempfile.mkstemp` creates 0600 files; renamed into place they would hide a merge result
+    from the user's group and from web servers. The umask is read from /proc (Linux) without
+    changing it; elsewhere os.umask is set and restored.
+    """
+    umask = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`, else removed."""
@@ -42,6 +62,7 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
         yield temp
         if not overwrite and path.exists():
             raise OutputError(f"{path}: appeared while writing (pass --overwrite to replace it)")
+        usual_mode(temp)
         os.replace(temp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None

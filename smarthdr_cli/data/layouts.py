@@ -1,0 +1,191 @@
+"""Dataset layouts: Kalantari 2017, Hu et al. 2020 and the user's own folders, read as `Scene`s.
+
+One rule covers all three, because they share a shape: a *scene folder* holds the frames of one
+bracket (RAW, JPEG, PNG or TIFF, directly in the folder), an optional exposure file and an
+optional ground-truth radiance file (.hdr/.exr). A *dataset folder* holds scene folders.
+
+- Kalantari: `Training/NNN/` or `Test/NNN/` with three 16-bit TIFFs (file-name order short..long),
+  `exposure.txt` (one EV per line) and `HDRImg.hdr`. Pass `Training` or `Test`, not their parent.
+- Hu et al. 2020: three exposures (EV -2/0/+2) and a GT aligned with the middle frame. Its exact
+  file names are not known here, so the reader is tolerant: any three frames, any single .hdr/.exr,
+  `exposure.txt` or a single other .txt with one EV per line, else EXIF exposure times.
+- User folders: the same; a labeled folder's scenes carry a GT, an unlabeled folder's do not.
+
+Frames are read by the very code `merge` uses (`merge.load_bracket`), with its validation and its
+errors; datasets are not aligned by default, because learning to deghost is the network's job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from smarthdr_cli.bracket import GAMMA
+from smarthdr_cli.errors import BracketError, InputError, SmartHDRError
+from smarthdr_cli.io.hdr import is_hdr, read_hdr
+from smarthdr_cli.merge import EXPOSURE_FILE, MergeReport, MergeSettings, frame_files, load_bracket
+
+GT_NAMES = ("HDRImg",)  # preferred ground-truth stem when a scene folder holds several HDR files
+Labels = Literal["any", "required", "forbidden"]
+# Ground truth further than this factor from the linearised reference frame is rescaled (see `fit_gt_scale`).
+GT_SCALE_TOLERANCE = 1.25
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """Where one scene lives on disk; cheap to build, nothing decoded yet."""
+
+    name: str
+    folder: Path
+    frames: tuple[Path, ...]
+    gt: Path | None
+    exposure_file: Path | None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file whose content defines the scene (the cache key hashes them)."""
+        extra = tuple(p for p in (self.gt, self.exposure_file) if p is not None)
+        return self.frames + extra
+
+
+@dataclass
+class Scene:
+    """Three frames in the gamma-2.2 LDR domain (short, reference, long) with optional labels.
+
+    `gt` is linear radiance in the frames' units (exposures normalised so the shortest is 1: the
+    Kalantari convention). `pseudo`, `uncertainty` and `pixel_mask` are the teacher's pseudo label,
+    its uncertainty map and the pixel-level mask of eq. 12, when a scene carries them.
+    """
+
+    name: str
+    frames: list[np.ndarray]
+    exposures: np.ndarray
+    gt: np.ndarray | None = None
+    gt_scale: float = 1.0
+    pseudo: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
+    pixel_mask: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.frames[0].shape[0], self.frames[0].shape[1]
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How scenes are read: the `merge` options that apply to datasets."""
+
+    response: str = "auto"
+    align: str = "none"
+    fit_gt: bool = True
+
+    def key(self) -> dict[str, object]:
+        return {"response": self.response, "align": self.align, "fit_gt": self.fit_gt}
+
+
+def _gt_file(folder: Path) -> Path | None:
+    found = sorted(p for p in folder.iterdir() if p.is_file() and is_hdr(p))
+    if len(found) <= 1:
+        return found[0] if found else None
+    preferred = [p for p in found if p.stem in GT_NAMES]
+    if len(preferred) == 1:
+        return preferred[0]
+    raise InputError(f"{folder}: several HDR files ({', '.join(p.name for p in found)}); keep one ground truth or name it HDRImg.hdr")
+
+
+def _exposure_file(folder: Path) -> Path | None:
+    standard = folder / EXPOSURE_FILE
+    if standard.is_file():
+        return standard
+    texts = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".txt")
+    return texts[0] if len(texts) == 1 else None
+
+
+def _is_scene_folder(folder: Path) -> bool:
+    return len(frame_files(folder)) >= 2
+
+
+def scene_source(folder: Path, name: str | None = None) -> SceneSource:
+    """The scene in `folder`, or an InputError saying what is missing."""
+    frames = frame_files(folder)
+    if len(frames) < 3:
+        raise InputError(f"{folder}: a training scene needs 3 frames (short, reference, long), found {len(frames)}")
+    return SceneSource(name or folder.name, folder, tuple(frames), _gt_file(folder), _exposure_file(folder))
+
+
+def discover_scenes(root: Path, labels: Labels = "any") -> list[SceneSource]:
+    """Every scene under `root` (a scene folder, or a folder of scene folders), sorted by name.
+
+    `labels="required"` (a labeled set, a test set) refuses scenes without ground truth;
+    `labels="forbidden"` is not used to reject (an unlabeled set may keep GTs for later checks)
+    but makes the sources carry none, so they can never leak into training.
+    """
+    if not root.exists():
+        raise InputError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder (pass a dataset folder or a scene folder)")
+    if _is_scene_folder(root):
+        sources = [scene_source(root)]
+    else:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+        scene_folders = [p for p in folders if _is_scene_folder(p)]
+        if not scene_folders:
+            nested = [p.name for p in folders if any(_is_scene_folder(q) for q in p.iterdir() if q.is_dir())]
+            if nested:
+                raise InputError(f"{root}: holds several sets ({', '.join(nested)}); pass one of them, e.g. {root / nested[0]}")
+            raise InputError(f"{root}: no scene folders (each scene is a folder with its bracket's frames)")
+        sources = [scene_source(p) for p in scene_folders]
+    if labels == "required":
+        missing = [s.name for s in sources if s.gt is None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise InputError(f"{root}: {len(missing)} scene(s) have no ground-truth .hdr/.exr: {shown}")
+    if labels == "forbidden":
+        sources = [SceneSource(s.name, s.folder, s.frames, None, s.exposure_file) for s in sources]
+    return sources
+
+
+def fit_gt_scale(gt: np.ndarray, reference: np.ndarray, exposure: float, gamma: float = GAMMA) -> float:
+    """The factor that brings `gt` to the units of the linearised reference frame, or 1.
+
+    The network predicts radiance in the frames' units (x^gamma / t, eq. 1), so a ground truth
+    merged elsewhere in other units would teach it a wrong brightness. The median ratio over
+    well-exposed reference pixels is robust to the few pixels where objects moved.
+    """
+    linear = reference.astype(np.float32) ** gamma / exposure
+    usable = (reference > 0.1).all(axis=2) & (reference < 0.9).all(axis=2) & (gt > 0).all(axis=2)
+    if usable.sum() < 100:
+        return 1.0
+    ratio = float(np.median(linear[usable] / gt[usable]))
+    return ratio if not (1 / GT_SCALE_TOLERANCE <= ratio <= GT_SCALE_TOLERANCE) else 1.0
+
+
+def read_scene(source: SceneSource, settings: ReadSettings = ReadSettings(), note: Callable[[str], None] | None = None) -> Scene:
+    """Decode one scene with `merge`'s reading code; errors name the scene folder."""
+    merge_settings = MergeSettings(output=source.folder / "unused.exr", response=settings.response, align=settings.align)  # type: ignore[arg-type]
+    report = MergeReport(inputs=[str(p) for p in source.frames])
+    try:
+        bracket = load_bracket(list(source.frames), merge_settings, report, note or (lambda _: None), exposure_file=source.exposure_file)
+    except SmartHDRError as exc:
+        raise type(exc)(f"scene {source.name}: {exc}") from None
+    if len(bracket) != 3 or bracket.reference != 1:
+        raise BracketError(f"scene {source.name}: training needs 3 frames with the middle exposure as reference")
+    scene = Scene(source.name, [np.asarray(i, dtype=np.float32) for i in bracket.images], bracket.exposures.astype(np.float32))
+    if source.gt is not None:
+        gt = read_hdr(source.gt).astype(np.float32)
+        if gt.shape[:2] != scene.shape:
+            raise InputError(
+                f"scene {source.name}: ground truth {source.gt.name} is {gt.shape[1]}x{gt.shape[0]}, "
+                f"frames are {scene.shape[1]}x{scene.shape[0]}"
+            )
+        if settings.fit_gt:
+            scale = fit_gt_scale(gt, scene.frames[1], float(scene.exposures[1]))
+            if scale != 1.0:
+                gt = gt * np.float32(scale)
+                scene.gt_scale = scale
+                scene.notes.append(f"ground truth rescaled by {scale:.4g} to the frames' units")
+        scene.gt = gt
+    return scene

@@ -1,0 +1,367 @@
+"""The synthetic bracket engine: determinism, layout, camera model, motion, splits, sources, classic."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smarthdr_cli.camera import expose, s_curve
+from smarthdr_cli.data import synth
+from smarthdr_cli.data.synth import (
+    FRAME_NAMES,
+    GT_NAME,
+    MOTION_NAME,
+    SynthSettings,
+    generate,
+    parse_split,
+    synth_scene,
+    write_scene,
+)
+from smarthdr_cli.errors import InputError, OutputError
+from smarthdr_cli.exposure import read_exposure_file
+from smarthdr_cli.io.hdr import read_hdr, write_hdr
+from smarthdr_cli.io.ldr import read_ldr
+from smarthdr_cli.merge import MergeReport, MergeSettings, load_bracket, resolve_inputs, run_merge
+from smarthdr_cli.metrics import psnr_mu
+
+STILL = {"objects": (0, 0), "camera_shift": 0.0, "camera_rotation": 0.0}
+QUIET = {"noise": 0.0, "shot_gain": 0.0}
+
+
+def small(**changes) -> SynthSettings:
+    return SynthSettings(**{"height": 96, "width": 128, **changes})
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def linear(frame: np.ndarray) -> np.ndarray:
+    """A frame's codes back to linear signal (gamma 2.2 camera)."""
+    return (frame.astype(np.float64) / np.iinfo(frame.dtype).max) ** 2.2
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_settings_give_identical_scenes():
+    first, second = synth_scene(small(), 3), synth_scene(small(), 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first.frames, second.frames))
+    assert np.array_equal(first.gt, second.gt) and np.array_equal(first.motion, second.motion)
+    assert first.params == second.params
+    assert not np.array_equal(first.frames[1], synth_scene(small(), 4).frames[1])
+    assert not np.array_equal(first.frames[1], synth_scene(small(seed=1), 3).frames[1])
+
+
+def test_scene_depends_only_on_seed_and_index(tmp_path):
+    generate(tmp_path / "three", small(scenes=3))
+    generate(tmp_path / "again", small(scenes=3))
+    generate(tmp_path / "five", small(scenes=5))
+    generate(tmp_path / "split", small(split={"labeled": 1, "unlabeled": 2, "test": 2}))
+    three, five, split = files_of(tmp_path / "three"), files_of(tmp_path / "five"), files_of(tmp_path / "split")
+    assert three == files_of(tmp_path / "again")  # byte for byte, synth.json included
+    for index in range(3):
+        for name in [*FRAME_NAMES, GT_NAME, MOTION_NAME, "exposure.txt"]:
+            assert three[f"000{index}/{name}"] == five[f"000{index}/{name}"]
+    assert three["0002/input_3.tif"] == split["unlabeled/0002/input_3.tif"]
+    assert three["0001/input_1.tif"] == split["unlabeled/0001/input_1.tif"]
+    assert five["0004/" + GT_NAME] == split["test/0004/" + GT_NAME]
+
+
+def test_noise_and_objects_do_not_change_the_rest_of_the_scene():
+    """One random stream per part: turning noise or objects off leaves the background as it was."""
+    plain = synth_scene(small(**STILL, **QUIET), 5)
+    noisy = synth_scene(small(**STILL), 5)
+    moving = synth_scene(small(**QUIET), 5)
+    assert np.array_equal(plain.radiance[1], noisy.radiance[1])
+    assert np.array_equal(plain.gt[~moving.motion], moving.gt[~moving.motion])
+    assert plain.ev == noisy.ev == moving.ev
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_scene_folder_round_trip(tmp_path):
+    scene = synth_scene(small(), 0)
+    folder = tmp_path / "0000"
+    write_scene(scene, folder, with_gt=True)
+
+    files, exposure_file = resolve_inputs([folder])
+    assert [f.name for f in files] == list(FRAME_NAMES) and exposure_file == folder / "exposure.txt"
+    times = read_exposure_file(exposure_file, 3)
+    assert times == pytest.approx([2.0 ** (ev - scene.ev[0]) for ev in scene.ev])
+    assert times == pytest.approx(list(scene.exposures)) and scene.exposures[0] == 1.0
+
+    bracket = load_bracket([folder], MergeSettings(output=tmp_path / "o.exr", align="none"), MergeReport(inputs=[]))
+    assert bracket.reference == 1 and bracket.bits == 16
+    assert np.allclose(bracket.exposures, scene.exposures)
+    for image, frame in zip(bracket.images, scene.frames):
+        assert np.array_equal(image, frame.astype(np.float32) / 65535.0)
+
+    gt = read_hdr(folder / GT_NAME)  # RGBE: 8-bit mantissa shared by the three channels
+    assert gt.shape == scene.gt.shape
+    assert np.all(np.abs(gt - scene.gt) <= 0.01 * scene.gt.max(axis=2, keepdims=True) + 1e-12)
+    mask = cv2.imread(str(folder / MOTION_NAME), cv2.IMREAD_UNCHANGED)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    assert np.array_equal(mask == 255, scene.motion) and scene.motion.any()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000"]  # no temporary folder left
+
+    with pytest.raises(OutputError, match="already exists"):
+        write_scene(scene, folder, with_gt=True)
+    write_scene(scene, tmp_path / "unlabeled", with_gt=False)
+    assert not (tmp_path / "unlabeled" / GT_NAME).exists() and (tmp_path / "unlabeled" / "input_3.tif").is_file()
+
+
+def test_eight_bit_frames(tmp_path):
+    scene = synth_scene(small(bits=8), 1)
+    assert all(frame.dtype == np.uint8 for frame in scene.frames)
+    write_scene(scene, tmp_path / "s", with_gt=False)
+    pixels, bits = read_ldr(tmp_path / "s" / "input_2.tif")
+    assert bits == 8 and np.array_equal(pixels, scene.frames[1].astype(np.float32) / 255.0)
+
+
+def test_a_failed_scene_leaves_nothing_behind(tmp_path, monkeypatch):
+    written = []
+
+    def failing(path: Path, frame: np.ndarray) -> None:
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        path.write_bytes(b"partial")
+
+    monkeypatch.setattr(synth, "_write_frame", failing)
+    with pytest.raises(OutputError, match="No space left"):
+        write_scene(synth_scene(small(), 0), tmp_path / "0000", with_gt=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- camera model
+
+
+def test_static_frames_agree_with_the_ground_truth():
+    scene = synth_scene(small(**STILL, **QUIET), 2)
+    assert scene.gt.dtype == np.float32 and 0.0 <= scene.gt.min() and scene.gt.max() <= 1.0
+    assert not scene.motion.any()
+    for frame, t in zip(scene.frames, scene.exposures):
+        value = frame.astype(np.float64) / 65535.0
+        mid = (value > 0.1) & (value < 0.9)
+        assert mid.mean() > 0.01
+        assert np.allclose(linear(frame)[mid] / t, scene.gt[mid], rtol=2e-3)
+
+
+def test_noise_follows_the_poisson_gaussian_model():
+    quiet = synth_scene(small(**STILL, **QUIET), 1)
+    noisy = synth_scene(small(**STILL, noise=0.002, shot_gain=4e-4), 1)
+    read, shot = noisy.params["noise"]["read"], noisy.params["noise"]["shot_gain"]
+    assert 0.001 <= read <= 0.004 and read / shot == pytest.approx(5.0)  # per-scene ISO factor 2^U(-1, 1)
+    checked = 0
+    for index, t in enumerate(quiet.exposures):
+        assert np.array_equal(quiet.frames[index], expose(quiet.radiance[index], t, bits=16))  # no noise at all
+        signal = quiet.radiance[index].astype(np.float64) * t
+        usable = (signal > 0.01) & (signal < 0.8)
+        if usable.sum() < 1000:
+            continue
+        z = (linear(noisy.frames[index]) - signal)[usable] / np.sqrt(read**2 + shot * signal[usable])
+        assert abs(z.mean()) < 0.05 and 0.93 < z.std() < 1.07
+        checked += 1
+    assert checked >= 2
+
+
+def test_long_frame_clips_and_short_frame_keeps_more():
+    for index in range(4):
+        scene = synth_scene(small(), index)
+        clipped = [(frame == 65535).any(axis=2).mean() for frame in scene.frames]
+        assert clipped[2] > 0.001 and clipped[0] <= clipped[1] <= clipped[2]
+        assert scene.gt.max() <= 1.0
+
+
+def test_s_curve_response():
+    scene = synth_scene(small(**STILL, **QUIET, response="s-curve"), 2)
+    for frame, radiance, t in zip(scene.frames, scene.radiance, scene.exposures):
+        assert np.array_equal(frame, expose(radiance, t, curve=s_curve, bits=16))
+
+
+# --------------------------------------------------------------------------- motion
+
+
+def test_objects_move_inside_the_mask_only():
+    scene = synth_scene(small(objects=(2, 3), camera_shift=0.0, camera_rotation=0.0, **QUIET), 6)
+    mask = scene.motion
+    assert 0.01 < mask.mean() < 0.8 and len(scene.params["objects"]) in (2, 3)
+    reference = scene.radiance[1]
+    assert np.array_equal(scene.gt, np.minimum(reference, 1.0))
+    for index in (0, 2):
+        assert np.array_equal(scene.radiance[index][~mask], reference[~mask])
+        expected = expose(reference, scene.exposures[index], bits=16)  # the reference's content at this exposure
+        assert np.array_equal(scene.frames[index][~mask], expected[~mask])
+        differs = np.abs(scene.radiance[index] - reference).max(axis=2) > 0.01 * reference.max(axis=2)
+        assert differs[mask].mean() > 0.3
+
+
+def test_camera_motion_moves_non_reference_frames_only():
+    scene = synth_scene(small(objects=(0, 0), camera_shift=3.0, camera_rotation=0.5), 7)
+    moves = scene.params["camera"]
+    assert moves[1] == {"shift": [0.0, 0.0], "rotation": 0.0}
+    for index in (0, 2):
+        shift, rotation = moves[index]["shift"], moves[index]["rotation"]
+        assert max(abs(v) for v in shift) <= 3.0 and abs(rotation) <= 0.5 and shift != [0.0, 0.0]
+        moved = synth._camera_warp(scene.radiance[1], shift, rotation)  # shift, rotation rounded in params
+        assert np.allclose(scene.radiance[index], moved, rtol=1e-3, atol=1e-5 * float(moved.max()))
+    assert not scene.motion.any()  # global motion is not marked
+
+
+# --------------------------------------------------------------------------- a merge recovers the truth
+
+
+def test_classic_recovers_a_static_synthetic_scene(tmp_path):
+    """Measured: 55.5 and 49.2 dB (the reference frame alone: 46.0 and 41.6 dB)."""
+    settings = SynthSettings(height=192, width=288, **STILL)
+    for index in range(2):
+        folder = tmp_path / f"{index:04d}"
+        scene = synth_scene(settings, index)
+        write_scene(scene, folder, with_gt=True)
+        output = tmp_path / f"{index}.exr"
+        run_merge([folder], MergeSettings(output=output, backend="classic", align="none"))
+        truth = read_hdr(folder / GT_NAME)
+        score = psnr_mu(read_hdr(output), truth)
+        alone = psnr_mu(linear(scene.frames[1]) / scene.exposures[1], truth)
+        assert score > 46.0 and score > alone + 5.0, (index, score, alone)
+
+
+# --------------------------------------------------------------------------- datasets and settings
+
+
+def test_split_layout_and_summary(tmp_path):
+    out = tmp_path / "data"
+    seen = []
+    summary = generate(out, small(split=parse_split("labeled=2,unlabeled=1,test=1")), progress=lambda d, n: seen.append((d, n)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert sorted(p.name for p in out.iterdir()) == ["labeled", "synth.json", "test", "unlabeled"]
+    assert [p.name for p in sorted((out / "labeled").iterdir())] == ["0000", "0001"]
+    assert [p.name for p in (out / "unlabeled").iterdir()] == ["0002"]
+    assert [p.name for p in (out / "test").iterdir()] == ["0003"]
+    assert (out / "labeled/0001" / GT_NAME).is_file() and (out / "test/0003" / GT_NAME).is_file()
+    assert not (out / "unlabeled/0002" / GT_NAME).exists()
+    assert json.loads((out / "synth.json").read_text()) == summary
+    assert summary["settings"]["split"] == {"labeled": 2, "unlabeled": 1, "test": 1}
+    assert [s["folder"] for s in summary["scenes"]] == ["labeled/0000", "labeled/0001", "unlabeled/0002", "test/0003"]
+    assert [s["ground_truth"] for s in summary["scenes"]] == [True, True, False, True]
+    assert summary["seed"] == 0 and summary["smarthdr_version"]
+    assert {"ev", "exposures", "scene", "camera", "objects", "noise"} <= set(summary["scenes"][0])
+
+
+def test_worker_processes_write_the_same_dataset(tmp_path):
+    generate(tmp_path / "serial", small(scenes=3))
+    generate(tmp_path / "parallel", small(scenes=3, jobs=2))
+    assert files_of(tmp_path / "serial") == files_of(tmp_path / "parallel")
+
+
+def test_parse_split():
+    assert parse_split("labeled=5,unlabeled=69,test=15") == {"labeled": 5, "unlabeled": 69, "test": 15}
+    assert list(parse_split(" test = 2 , labeled=1")) == ["test", "labeled"]
+
+
+@pytest.mark.parametrize(
+    "text", ["labeled=5,train=2", "labeled", "labeled=", "labeled=-1", "labeled=x", "labeled=1,labeled=2", "test=0", ""]
+)
+def test_bad_split_text_is_refused(text):
+    with pytest.raises(InputError, match="--split"):
+        parse_split(text)
+
+
+def test_output_folder_rules(tmp_path):
+    out = tmp_path / "data"
+    generate(out, small(scenes=3))
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not empty"):
+        generate(out, small(scenes=2))
+    generate(out, small(scenes=2, seed=9, overwrite=True))  # replaces the previous dataset, keeps other files
+    assert sorted(p.name for p in out.iterdir()) == ["0000", "0001", "notes.txt", "synth.json"]
+    assert json.loads((out / "synth.json").read_text())["seed"] == 9
+    with pytest.raises(OutputError, match="does not exist"):
+        generate(tmp_path / "missing" / "data", small(scenes=1))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"height": 32},
+        {"width": 63},
+        {"bits": 12},
+        {"response": "linear"},
+        {"ev_sets": ((0.0, 0.0, 2.0),)},
+        {"ev_sets": ((-2.0, 0.0),)},
+        {"ev_sets": ()},
+        {"objects": (3, 1)},
+        {"noise": -0.1},
+        {"seed": -1},
+        {"scenes": 0},
+        {"scenes": 3, "split": {"labeled": 1, "test": 1}},
+        {"hdr_source": Path("/nonexistent/hdr")},
+    ],
+)
+def test_bad_settings_are_refused(changes, tmp_path):
+    with pytest.raises(InputError):
+        generate(tmp_path / "out", small(**changes))
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- real HDR sources
+
+
+@pytest.fixture
+def hdr_folder(tmp_path) -> Path:
+    """A tiny equirectangular .hdr (2:1) and a small .exr photograph, with a wide dynamic range."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    rows = np.linspace(0.0, 1.0, 64, dtype=np.float32)[:, None, None]
+    panorama = np.exp2(-8.0 + 10.0 * rng.random((64, 128, 3), dtype=np.float32) * rows).astype(np.float32)
+    write_hdr(folder / "pano.hdr", panorama)
+    write_hdr(folder / "photo.exr", np.exp2(-6.0 + 8.0 * rng.random((80, 100, 3), dtype=np.float32)))
+    return folder
+
+
+def test_hdr_source_scenes(tmp_path, hdr_folder):
+    synth._load_source.cache_clear()
+    summary = generate(tmp_path / "out", small(scenes=6, hdr_source=hdr_folder))
+    chosen = [s["scene"]["file"] for s in summary["scenes"]]
+    assert set(chosen) == {"pano.hdr", "photo.exr"} and all(s["scene"]["kind"] == "hdr" for s in summary["scenes"])
+    assert synth._load_source.cache_info().misses == 2  # each file decoded once
+    for entry in summary["scenes"]:
+        left, top, width, height = entry["scene"]["crop"]
+        if entry["scene"]["file"] == "pano.hdr":
+            assert top + height <= 32  # inside the middle band: rows 16..48 of 64
+        assert width / height == pytest.approx(128 / 96, rel=0.05)
+    scene = synth_scene(small(hdr_source=hdr_folder), 0)
+    assert scene.gt.shape == (96, 128, 3) and scene.gt.max() <= 1.0
+    luminance = scene.radiance[1] @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    assert np.percentile(luminance, 99.9) > 0.1  # exposed for the bracket, not left in source units
+
+
+def test_broken_hdr_source_fails_before_writing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no .exr or .hdr"):
+        generate(tmp_path / "out", small(scenes=1, hdr_source=empty))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.hdr").write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 4 +X 4\n" + b"\x00" * 7)
+    with pytest.raises(InputError, match="bad.hdr"):
+        generate(tmp_path / "out", small(scenes=2, hdr_source=broken))
+    assert not (tmp_path / "out").exists()
+
+
+def test_shared_hdr_training_panoramas(tmp_path, shared_data):
+    source = shared_data / "hdr-train"
+    if not source.is_dir():
+        pytest.skip("../shared/data/hdr-train is not present")
+    summary = generate(tmp_path / "out", small(scenes=2, hdr_source=source))
+    for entry in summary["scenes"]:
+        assert (source / entry["scene"]["file"]).is_file()
+        folder = tmp_path / "out" / entry["folder"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted([*FRAME_NAMES, GT_NAME, MOTION_NAME, "exposure.txt"])
+        assert 0.0 < read_hdr(folder / GT_NAME).max() <= 1.0
