@@ -110,28 +110,20 @@ class TorchGFHDRBackend:
 
     def infer(self, frames: list[np.ndarray], exposures: list[float], gamma: float, with_uncertainty: bool = True):
         """HDR (and uncertainty) as HxWx3 float32 arrays for three frames, reference in the middle."""
-        import torch
+        from smarthdr_cli.model.inference import infer_frames
 
-        from smarthdr_cli.model.tiling import tiled_forward
-        from smarthdr_cli.preprocess import network_input
-
-        def tensor(image: np.ndarray, exposure: float) -> torch.Tensor:
-            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
-            x = network_input(x, exposure, gamma, axis=1)
-            return x.contiguous(memory_format=torch.channels_last) if self.device_type == "cuda" else x
-
-        inputs = tuple(tensor(image, t) for image, t in zip(frames, exposures))
-
-        def forward(x1, x2, x3):
-            with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-                return self.forward(x1, x2, x3, with_uncertainty=with_uncertainty)
-
-        with torch.inference_mode():
-            hdr, sigma = tiled_forward(
-                forward, inputs, self.tile_size(), with_uncertainty=with_uncertainty, multiple=self.model.config.window_size
-            )
-        to_numpy = lambda t: t[0].permute(1, 2, 0).float().cpu().numpy()  # noqa: E731
-        return to_numpy(hdr), (to_numpy(sigma) if sigma is not None else None)
+        return infer_frames(
+            self.forward,
+            frames,
+            exposures,
+            gamma,
+            tile=self.tile_size(),
+            window=self.model.config.window_size,
+            device=self.device,
+            dtype=self.dtype,
+            with_uncertainty=with_uncertainty,
+            channels_last=self.device_type == "cuda",
+        )
 
     def merge(self, bracket: Bracket) -> MergeResult:
         if len(bracket) != 3 or bracket.reference != 1:

@@ -1,0 +1,48 @@
+"""Whole-image GFHDR inference on numpy frames: the one path for backends, teacher and validation."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from smarthdr_cli.model.tiling import tiled_forward
+from smarthdr_cli.preprocess import network_input
+
+
+def infer_frames(
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor | None]],
+    frames: Sequence[np.ndarray],
+    exposures: Sequence[float],
+    gamma: float,
+    *,
+    tile: int,
+    window: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    with_uncertainty: bool = True,
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """HDR (and uncertainty) as HxWx3 float32 arrays for three HxWx3 frames, reference in the middle.
+
+    `forward` is the network (or its compiled form) called as forward(x1, x2, x3, with_uncertainty=...).
+    """
+
+    def tensor(image: np.ndarray, exposure: float) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+        x = network_input(x, float(exposure), gamma, axis=1)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    inputs = tuple(tensor(image, t) for image, t in zip(frames, exposures))
+
+    def run(x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return forward(x1, x2, x3, with_uncertainty=with_uncertainty)
+
+    with torch.inference_mode():
+        hdr, sigma = tiled_forward(run, inputs, tile, with_uncertainty=with_uncertainty, multiple=window)
+
+    def to_numpy(t: torch.Tensor) -> np.ndarray:
+        return t[0].permute(1, 2, 0).float().cpu().numpy()
+
+    return to_numpy(hdr), (to_numpy(sigma) if sigma is not None else None)

@@ -1,0 +1,140 @@
+"""`smarthdr pseudo-label`: the teacher's step as files a person can inspect and `train --pseudo` reads.
+
+Folder layout (one subfolder per unlabeled scene, `summary.json` written last, so a folder
+without it is an interrupted run and is refused):
+
+    OUT/summary.json              settings, weights, kept fraction per scene and overall,
+                                  each scene's source folder and patch decisions (eq. 11)
+    OUT/<scene>/pseudo.exr        pseudo HDR GT (linear, the frames' units)
+    OUT/<scene>/uncertainty.exr   the judge's sigma (RGB), or the reference disagreement
+    OUT/<scene>/preview.jpg       the pseudo GT tone-mapped (mu-law), to compare with the masks
+    OUT/<scene>/patch_mask.png    white where a kept patch covers the pixel (eq. 11)
+    OUT/<scene>/pixel_mask.png    white where the pixel is kept (eq. 12)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from smarthdr_cli import __version__
+from smarthdr_cli.data.grid import grid_origins
+from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, scene_source
+from smarthdr_cli.data.patches import default_cache_dir, prepare_scenes
+from smarthdr_cli.errors import InputError, OutputError
+from smarthdr_cli.io.hdr import read_hdr, write_hdr
+from smarthdr_cli.io.ldr import read_ldr
+from smarthdr_cli.model.weights import load_weights
+from smarthdr_cli.tonemap import mu_preview, to_8bit
+from smarthdr_cli.train.dataset import PseudoLabels
+from smarthdr_cli.train.masking import MaskSettings, SceneMask
+from smarthdr_cli.train.pseudo_label import LabelledScene, label_scenes, summary
+
+SUMMARY = "summary.json"
+
+
+def _coverage_image(mask: SceneMask, size: int, shape: tuple[int, int]) -> np.ndarray:
+    image = np.zeros(shape, dtype=np.uint8)
+    for top, left in mask.origins[mask.patch_keep]:
+        image[top : top + size, left : left + size] = 255
+    return image
+
+
+def _write_scene(folder: Path, item: LabelledScene, size: int) -> None:
+    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        hdr = np.asarray(item.labels.hdr, dtype=np.float32)
+        write_hdr(temp / "pseudo.exr", hdr, float32=True)
+        write_hdr(temp / "uncertainty.exr", np.asarray(item.uncertainty, dtype=np.float32))
+        iio.imwrite(temp / "preview.jpg", to_8bit(mu_preview(hdr)), quality=92)
+        iio.imwrite(temp / "patch_mask.png", _coverage_image(item.mask, size, hdr.shape[:2]))
+        iio.imwrite(temp / "pixel_mask.png", item.mask.pixel.astype(np.uint8) * 255)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(temp, folder)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def run_pseudo_label(
+    unlabeled: Path,
+    weights: Path,
+    out: Path,
+    settings: MaskSettings,
+    *,
+    scorer: str = "judge",
+    read: ReadSettings = ReadSettings(),
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Pseudo-label every scene of `unlabeled` with the network in `weights`; returns the summary."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputError(f"{out}: already holds files (pass --overwrite to replace them)")
+    sources = discover_scenes(unlabeled, "forbidden")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise InputError(f"{unlabeled}: scene names repeat")
+    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    model, card = load_weights(weights, torch_device)
+    scenes = prepare_scenes(sources, cache_dir or default_cache_dir(), read)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create ({exc.strerror or exc})") from None
+    (out / SUMMARY).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
+        labelled = label_scenes(model, scenes, Path(work), settings, scorer=scorer, device=torch_device, weak_aug=False, progress=progress)
+        for item in labelled:
+            _write_scene(out / item.name, item, settings.size)
+        data = summary(labelled, settings)
+    data.update({"smarthdr_version": __version__, "weights": str(weights), "weights_sha256": card.get("sha256"), "scorer": scorer})
+    for entry, source, item in zip(data["scenes"], sources, labelled):  # type: ignore[arg-type]
+        entry["source"] = str(source.folder.resolve())
+        entry["patch_keep"] = "".join("1" if k else "0" for k in item.mask.patch_keep)
+    temp = out / f".{SUMMARY}.partial"
+    temp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(temp, out / SUMMARY)
+    return data
+
+
+def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[LabelledScene]:
+    """The scenes and fixed pseudo labels of a `pseudo-label` folder, for `train --pseudo`."""
+    path = folder / SUMMARY
+    if not path.is_file():
+        raise InputError(f"{folder}: no {SUMMARY} (not a finished `smarthdr pseudo-label` output)")
+    data = json.loads(path.read_text())
+    mask = data.get("mask", {})
+    if mask.get("size") != config.patch or mask.get("stride") != config.stride:
+        raise InputError(
+            f"{folder}: patches were masked on a {mask.get('size')} px / stride {mask.get('stride')} grid; "
+            f"train with --patch {mask.get('size')} --stride {mask.get('stride')} or pseudo-label again"
+        )
+    settings = MaskSettings(size=config.patch, stride=config.stride)
+    read = ReadSettings(response=config.response, align=config.align)
+    sources = [scene_source(Path(entry["source"]), entry["name"]) for entry in data["scenes"]]
+    scenes = prepare_scenes(sources, cache_dir, read)
+    result = []
+    for entry, scene in zip(data["scenes"], scenes):
+        hdr = read_hdr(folder / entry["name"] / "pseudo.exr").astype(np.float16)
+        pixel = read_ldr(folder / entry["name"] / "pixel_mask.png")[0][..., 0] > 0.5
+        sigma = read_hdr(folder / entry["name"] / "uncertainty.exr").astype(np.float16)
+        if hdr.shape[:2] != scene.shape or pixel.shape != scene.shape:
+            raise InputError(f"{folder / entry['name']}: pseudo label size differs from the scene's frames")
+        origins = grid_origins(*scene.shape, settings.size, settings.stride)
+        keep = np.array([c == "1" for c in entry["patch_keep"]], dtype=bool)
+        if len(keep) != len(origins):
+            raise InputError(f"{path}: patch decisions of {entry['name']} do not match its size")
+        scene_mask = SceneMask(origins, keep, pixel, float(entry["kept_fraction"]))
+        result.append(LabelledScene(entry["name"], scene, PseudoLabels(hdr, pixel), scene_mask, sigma))
+    return result

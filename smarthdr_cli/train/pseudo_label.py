@@ -1,0 +1,145 @@
+"""The teacher's step: pseudo HDR GTs, uncertainty scores and bi-level masks for unlabeled scenes.
+
+Used after every epoch of the semi-supervised stage (`train`) and on its own (`pseudo-label`).
+Two passes keep memory bounded for large unlabeled sets: pass 1 runs the teacher on each scene and
+writes its pseudo label (float16) and score map to a work folder; pass 2 normalises the scores
+over all scenes ("global", the seed's choice) and derives each scene's patch and pixel masks.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from smarthdr_cli.data.patches import CachedScene
+from smarthdr_cli.model.inference import infer_frames
+from smarthdr_cli.train import augment
+from smarthdr_cli.train.dataset import PseudoLabels, rng_for
+from smarthdr_cli.train.masking import MaskSettings, SceneMask, collect_stats, pixel_scores, reference_disagreement, scene_mask
+
+CPU_TEACHER_TILE, GPU_TEACHER_TILE = 256, 768
+
+
+@dataclass
+class LabelledScene:
+    """One scene's pseudo label on disk (memory-mapped) and its masks."""
+
+    name: str
+    scene: CachedScene
+    labels: PseudoLabels
+    mask: SceneMask
+    uncertainty: np.ndarray  # (H, W, 3) float16 memmap: the judge's sigma (zeros for the reference scorer)
+
+
+def _to_frames(images: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.ascontiguousarray(i.transpose(2, 0, 1)) for i in images]))
+
+
+def teacher_predict(
+    model: torch.nn.Module,
+    scene: CachedScene,
+    *,
+    gamma: float,
+    device: torch.device,
+    aug: augment.Augmentation = augment.IDENTITY,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's HDR and sigma (HxWx3 float32) on a (weakly augmented, then restored) scene."""
+    frames = [scene.frame(i) for i in range(3)]
+    if not aug.is_identity:
+        moved = augment.apply({"frames": _to_frames(frames)}, aug)["frames"]
+        frames = [f.permute(1, 2, 0).numpy() for f in moved]
+    tile = GPU_TEACHER_TILE if device.type == "cuda" else CPU_TEACHER_TILE
+    config = model.config  # type: ignore[attr-defined]
+    hdr, sigma = infer_frames(
+        model, frames, [float(t) for t in scene.exposures], gamma, tile=tile, window=config.window_size, device=device, dtype=dtype
+    )
+    assert sigma is not None
+    if not aug.is_identity:
+        back = augment.apply({"gt": torch.from_numpy(hdr.transpose(2, 0, 1)), "uncertainty": torch.from_numpy(sigma.transpose(2, 0, 1))}, aug.inverse())
+        hdr, sigma = (back[k].permute(1, 2, 0).numpy() for k in ("gt", "uncertainty"))
+    return hdr, sigma
+
+
+def score(hdr: np.ndarray, sigma: np.ndarray, scene: CachedScene, scorer: str, gamma: float) -> np.ndarray:
+    """(H, W) score map: the judge's RGB-mean sigma, or SMAE-style disagreement with the reference."""
+    if scorer == "judge":
+        return pixel_scores(sigma)
+    return reference_disagreement(hdr, scene.frame(1), float(scene.exposures[1]), gamma)
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    """np.save to a new file renamed into place: readers of last epoch's memory map keep their copy."""
+    temp = path.with_name(f".{path.name}.partial.npy")
+    np.save(temp, array)
+    os.replace(temp, path)
+
+
+def label_scenes(
+    model: torch.nn.Module,
+    scenes: Sequence[CachedScene],
+    work: Path,
+    settings: MaskSettings,
+    *,
+    scorer: str = "judge",
+    gamma: float = 2.2,
+    device: torch.device = torch.device("cpu"),
+    seed: int = 0,
+    epoch: int = 0,
+    weak_aug: bool = True,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[LabelledScene]:
+    """Pseudo-label every scene (this rank's share in pass 1), then mask all of them (pass 2)."""
+    work.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    for number, scene in enumerate(scenes):
+        if number % world != rank:
+            continue
+        aug = augment.draw_weak(rng_for(seed, epoch, 2, number)) if weak_aug else augment.IDENTITY
+        hdr, sigma = teacher_predict(model, scene, gamma=gamma, device=device, aug=aug)
+        _save(work / f"{number:05d}.hdr.npy", hdr.astype(np.float16))
+        _save(work / f"{number:05d}.sigma.npy", sigma.astype(np.float16))
+        _save(work / f"{number:05d}.score.npy", score(hdr, sigma, scene, scorer, gamma).astype(np.float32))
+        if progress:
+            progress(number + 1, len(scenes), scene.name)
+    model.train(was_training)
+    barrier()
+    scores = [np.load(work / f"{n:05d}.score.npy", mmap_mode="r") for n in range(len(scenes))]
+    stats = collect_stats(scores, settings) if settings.normalisation == "global" else None
+    result = []
+    for number, (scene, scene_scores) in enumerate(zip(scenes, scores)):
+        mask = scene_mask(np.asarray(scene_scores), stats, settings)
+        hdr = np.load(work / f"{number:05d}.hdr.npy", mmap_mode="r")
+        sigma = np.load(work / f"{number:05d}.sigma.npy", mmap_mode="r")
+        result.append(LabelledScene(scene.name, scene, PseudoLabels(hdr, mask.pixel), mask, sigma))
+    return result
+
+
+def summary(labelled: Sequence[LabelledScene], settings: MaskSettings) -> dict[str, object]:
+    """Kept fractions per scene and overall (pixel-weighted), for logs and `summary.json`."""
+    pixels = [s.mask.pixel.size for s in labelled]
+    kept = [s.mask.kept_fraction for s in labelled]
+    overall = float(np.dot(pixels, kept) / max(sum(pixels), 1))
+    return {
+        "kept_fraction": overall,
+        "patches_kept": int(sum(int(s.mask.patch_keep.sum()) for s in labelled)),
+        "patches": int(sum(len(s.mask.patch_keep) for s in labelled)),
+        "mask": {k: getattr(settings, k) for k in ("patch", "pixel", "tau_patch", "tau_pixel", "size", "stride", "normalisation")},
+        "scenes": [
+            {"name": s.name, "kept_fraction": s.mask.kept_fraction, "patches_kept": int(s.mask.patch_keep.sum()), "patches": len(s.mask.patch_keep)}
+            for s in labelled
+        ],
+    }
+
+
+def write_summary(path: Path, data: dict[str, object]) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n")
