@@ -269,6 +269,209 @@ def backends(
     Console(highlight=False).print(table)
 
 
+@app.command()
+@cli_errors
+def evaluate(
+    test_dir: Annotated[Path, typer.Argument(help="Labeled scenes (e.g. Kalantari's Test folder or a synth test split).", show_default=False, metavar="TEST_DIR")],
+    backend: Annotated[str, typer.Option(help="Backend to evaluate: auto or a name from `smarthdr backends`.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
+    save_dir: Annotated[Optional[Path], typer.Option(help="Existing folder for each prediction (<scene>.exr) and its mu-law preview (<scene>.jpg).")] = None,
+    response: Annotated[str, typer.Option(help="Camera response of the frames, as for merge.")] = "auto",
+    align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment of the frames, as for merge.")] = "none",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
+    precision: Annotated[str, typer.Option(help="Learned backends' arithmetic: auto, fp32, bf16 or fp16.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files in --save-dir.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object: scenes, mean, backend, weights.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Score a backend on labeled test scenes: PSNR-mu, PSNR-l, SSIM-mu, SSIM-l and runtime per scene."""
+    from smarthdr_cli.data.layouts import ReadSettings
+    from smarthdr_cli.evaluate import EvaluateSettings
+    from smarthdr_cli.evaluate import evaluate as run_evaluation
+
+    settings = EvaluateSettings(
+        test_dir=test_dir, backend=backend, weights=weights, save_dir=save_dir, read=ReadSettings(response=response, align=align_mode),
+        threads=threads, precision=precision, overwrite=overwrite,
+    )
+    console = _stderr()
+    note = None if quiet else (lambda text: console.print(text, markup=False, soft_wrap=True))
+    progress = None if quiet else (lambda done, total, name: console.print(f"evaluated {done}/{total}: {name}", markup=False))
+    result = run_evaluation(settings, progress, note)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("scene", "PSNR-mu", "PSNR-l", "SSIM-mu", "SSIM-l", "seconds", title=f"{result['backend']} {result['weights'] or ''}".strip())
+    for row in result["scenes"]:
+        table.add_row(row["name"], f"{row['psnr_mu']:.2f}", f"{row['psnr_l']:.2f}", f"{row['ssim_mu']:.4f}", f"{row['ssim_l']:.4f}", f"{row['seconds']:.2f}")
+    mean = result["mean"]
+    table.add_row("mean", f"{mean['psnr_mu']:.2f}", f"{mean['psnr_l']:.2f}", f"{mean['ssim_mu']:.4f}", f"{mean['ssim_l']:.4f}", "")
+    Console(highlight=False).print(table)
+
+
+@app.command()
+@cli_errors
+def synth(
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder for the dataset.", show_default=False, metavar="OUT")],
+    scenes: Annotated[Optional[int], typer.Option(help="Number of scenes. Default: the split's total, else 20.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: scene i depends only on (seed, i).")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="Write labeled/unlabeled/test folders, e.g. labeled=5,unlabeled=69,test=15.")] = None,
+    height: Annotated[int, typer.Option(help="Image height in pixels.")] = 1000,
+    width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1500,
+    ev_sets: Annotated[str, typer.Option(help="EV sets (short,reference,long) separated by ';'; each scene draws one.")] = "-2,0,2;-3,0,3",
+    bits: Annotated[int, typer.Option(help="Bits per sample of the TIFF frames: 8 or 16.")] = 16,
+    response: Annotated[str, typer.Option(help="Camera response: gamma (2.2) or s-curve (sRGB with a contrast S-curve).")] = "gamma",
+    noise: Annotated[float, typer.Option(help="Read-noise standard deviation relative to full scale (0 = none).")] = 0.0005,
+    shot_gain: Annotated[float, typer.Option(help="Shot-noise variance per unit of signal (0 = none).")] = 0.0001,
+    objects: Annotated[str, typer.Option(help="Moving objects per scene: N or FEWEST-MOST; 0 for static scenes.")] = "1-4",
+    camera_shift: Annotated[float, typer.Option(help="Largest camera shift of a non-reference frame, pixels.")] = 4.0,
+    camera_rotation: Annotated[float, typer.Option(help="Largest camera rotation of a non-reference frame, degrees.")] = 0.5,
+    hdr_source: Annotated[Optional[Path], typer.Option(help="Folder of real HDR photographs (.exr/.hdr) to use instead of procedural scenes.")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes (output is identical for any number).")] = 1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the scenes of an earlier run in OUT.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Generate labeled dynamic brackets with HDR ground truth (Kalantari layout) for training and tests."""
+    from smarthdr_cli.data.synth import SynthSettings, generate, parse_ev_sets, parse_objects, parse_split
+
+    settings = SynthSettings(
+        scenes=scenes, seed=seed, height=height, width=width, ev_sets=parse_ev_sets(ev_sets), bits=bits, response=response,
+        noise=noise, shot_gain=shot_gain, objects=parse_objects(objects), camera_shift=camera_shift,
+        camera_rotation=camera_rotation, hdr_source=hdr_source, split=parse_split(split) if split else None,
+        overwrite=overwrite, jobs=jobs,
+    )
+    console = _stderr()
+    progress = None if quiet else (lambda done, total: console.print(f"scene {done}/{total}", markup=False) if done == total or done % 10 == 0 else None)
+    summary = generate(out, settings, progress)
+    if not quiet:
+        console.print(f"{len(summary['scenes'])} scenes in {out} (settings in {out / 'synth.json'})", markup=False)
+
+
+@app.command()
+@cli_errors
+def train(
+    labeled: Annotated[Optional[Path], typer.Option(help="Folder of labeled scenes (bracket + ground-truth .hdr/.exr each).")] = None,
+    unlabeled: Annotated[Optional[Path], typer.Option(help="Folder of unlabeled scenes (brackets only) for the semi-supervised stage.")] = None,
+    pseudo: Annotated[Optional[Path], typer.Option(help="Train on fixed pseudo labels from `smarthdr pseudo-label` instead of a live teacher.")] = None,
+    test: Annotated[Optional[Path], typer.Option(help="Labeled test scenes: PSNR-mu/PSNR-l after every --validate-every epochs; picks the best student.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="New run folder: config, checkpoint, metrics.jsonl, exported students.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint, with its saved config.")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="TOML or JSON file of settings (flags given here override it).")] = None,
+    ablation: Annotated[Optional[str], typer.Option(help="Switches of a row of the seed's Table 3: i, ii, iii, iv, v, vi or vii.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Network size: full (published GFHDR), small or tiny. Default: full.")] = None,
+    init_weights: Annotated[Optional[Path], typer.Option(help="Start the student from these weights (.safetensors) instead of random.")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs on labeled data only. Default: 30.")] = None,
+    semi_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs of the semi-supervised stage (supervised with --no-teacher). Default: 170.")] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Fix the steps of an epoch. Default: one pass over the (kept) patches.")] = None,
+    batch: Annotated[Optional[int], typer.Option(min=1, help="Patches per step and branch (global across processes). Default: 64.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: 2e-4.")] = None,
+    patch: Annotated[Optional[int], typer.Option(help="Training patch size in pixels. Default: 64.")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Stride of the patch grid. Default: 32.")] = None,
+    lambda_u: Annotated[Optional[float], typer.Option(help="Weight of the unsupervised losses (eq. 9). Default: 1.")] = None,
+    lambda_v: Annotated[Optional[float], typer.Option(help="Weight of the VGG-16 perceptual losses (eq. 9). Default: 0.01.")] = None,
+    perceptual: Annotated[Optional[bool], typer.Option("--perceptual/--no-perceptual", help="Use the VGG-16 perceptual loss. Default: on.")] = None,
+    vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG-16 weights (torchvision's vgg16-397923af.pth or .safetensors) instead of downloading.")] = None,
+    uncertainty_loss: Annotated[Optional[bool], typer.Option("--uncertainty-loss/--no-uncertainty-loss", help="Train the judge with L^k (eq. 10). Default: on.")] = None,
+    k_eps: Annotated[Optional[float], typer.Option(help="Added to sigma^2 in L^k. Default: 1e-6.")] = None,
+    k_domain: Annotated[Optional[str], typer.Option(help="Values compared by L^k: mu (tone-mapped) or linear. Default: mu.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher: ema (mean teacher) or none (supervised baseline). Default: ema.")] = None,
+    no_teacher: Annotated[bool, typer.Option("--no-teacher", help="Same as --teacher none: the supervised baseline.")] = False,
+    ema_alpha: Annotated[Optional[float], typer.Option(help="EMA rate of the teacher (eq. 3). Default: 0.999.")] = None,
+    scorer: Annotated[Optional[str], typer.Option(help="Pseudo-label scorer: judge (the seed) or reference (SMAE-style similarity to the reference). Default: judge.")] = None,
+    patch_mask: Annotated[Optional[bool], typer.Option("--patch-mask/--no-patch-mask", help="Patch-level masking (eq. 11). Default: on.")] = None,
+    pixel_mask: Annotated[Optional[bool], typer.Option("--pixel-mask/--no-pixel-mask", help="Pixel-level masking (eq. 12). Default: on.")] = None,
+    tau_patch: Annotated[Optional[float], typer.Option(help="Patch-level threshold tau_pa. Default: 0.4.")] = None,
+    tau_pixel: Annotated[Optional[float], typer.Option(help="Pixel-level threshold tau_pi. Default: 0.4.")] = None,
+    normalisation: Annotated[Optional[str], typer.Option(help="Uncertainty normalisation: global (over all pseudo labels) or scene. Default: global.")] = None,
+    strong_aug: Annotated[Optional[bool], typer.Option("--strong-aug/--no-strong-aug", help="Strong augmentation of the unlabeled branch. Default: on.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, sampling and augmentation. Default: 0.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N. Default: auto.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. Default: all cores.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-scene cache. Default: $SMARTHDR_CACHE or ~/.cache/smarthdr/scenes.")] = None,
+    response: Annotated[Optional[str], typer.Option(help="Camera response of the frames, as for merge. Default: auto.")] = None,
+    align_mode: Annotated[Optional[str], typer.Option("--align", help="Pre-alignment of the frames, as for merge. Default: none.")] = None,
+    validate_every: Annotated[Optional[int], typer.Option(min=1, help="Validate on --test every N epochs. Default: 1.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (errors still shown).")] = False,
+) -> None:
+    """Train GFHDR with the seed's semi-supervised recipe on your own folders (few ground truths)."""
+    from smarthdr_cli.errors import InputError
+    from smarthdr_cli.train.config import resolve
+    from smarthdr_cli.train.loop import resumed_config
+    from smarthdr_cli.train.loop import train as run_training
+    from smarthdr_cli.train.progress import RichReporter
+
+    as_text = lambda p: str(p) if p is not None else None  # noqa: E731
+    flags = {
+        "labeled": as_text(labeled), "unlabeled": as_text(unlabeled), "pseudo": as_text(pseudo), "test": as_text(test),
+        "model": model, "init_weights": as_text(init_weights), "warmup_epochs": warmup_epochs, "semi_epochs": semi_epochs,
+        "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "patch": patch, "stride": stride, "lambda_u": lambda_u,
+        "lambda_v": lambda_v, "perceptual": perceptual, "vgg_weights": as_text(vgg_weights), "uncertainty_loss": uncertainty_loss,
+        "k_eps": k_eps, "k_domain": k_domain, "teacher": "none" if no_teacher else teacher, "ema_alpha": ema_alpha,
+        "scorer": scorer, "patch_mask": patch_mask, "pixel_mask": pixel_mask, "tau_patch": tau_patch, "tau_pixel": tau_pixel,
+        "normalisation": normalisation, "strong_aug": strong_aug, "seed": seed, "device": device, "threads": threads,
+        "cache_dir": as_text(cache_dir), "response": response, "align": align_mode, "validate_every": validate_every,
+    }
+    if resume is not None:
+        given = sorted(k for k, v in flags.items() if v is not None and k not in ("device", "threads"))
+        if output is not None or config_file is not None or ablation is not None or given:
+            raise InputError("--resume continues with the run's saved config; pass only --device/--threads with it")
+        config = resumed_config(resume)
+        overrides = {k: flags[k] for k in ("device", "threads") if flags[k] is not None}
+        config = config.updated(**overrides) if overrides else config
+        run_dir = resume
+    else:
+        if output is None:
+            raise InputError("pass --output RUN_DIR for a new run (or --resume RUN_DIR to continue one)")
+        config = resolve(config_file, flags, ablation)
+        run_dir = output
+    reporter = RichReporter(_stderr(), quiet)
+    result = run_training(config, run_dir, resume=resume is not None, reporter=reporter)
+    if result.final is not None:
+        reporter.note(f"final student: {result.final}" + (f"; best: {result.best}" if result.best else ""))
+
+
+@app.command("pseudo-label")
+@cli_errors
+def pseudo_label(
+    unlabeled: Annotated[Path, typer.Option(help="Folder of unlabeled scenes (brackets only).")],
+    weights: Annotated[Path, typer.Option(help="The teacher: trained weights (.safetensors), e.g. a run's student-final.safetensors.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for pseudo.exr, uncertainty.exr, masks and preview per scene, and summary.json.")],
+    patch: Annotated[int, typer.Option(min=1, help="Patch size of the patch-level mask (use the training --patch).")] = 64,
+    stride: Annotated[int, typer.Option(min=1, help="Stride of the patch grid (use the training --stride).")] = 32,
+    tau_patch: Annotated[float, typer.Option(help="Patch-level threshold tau_pa (eq. 11).")] = 0.4,
+    tau_pixel: Annotated[float, typer.Option(help="Pixel-level threshold tau_pi (eq. 12).")] = 0.4,
+    patch_mask: Annotated[bool, typer.Option("--patch-mask/--no-patch-mask", help="Patch-level masking.")] = True,
+    pixel_mask: Annotated[bool, typer.Option("--pixel-mask/--no-pixel-mask", help="Pixel-level masking.")] = True,
+    normalisation: Annotated[str, typer.Option(help="Uncertainty normalisation: global (over all scenes) or scene.")] = "global",
+    scorer: Annotated[str, typer.Option(help="judge (the network's uncertainty) or reference (SMAE-style).")] = "judge",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-scene cache. Default: $SMARTHDR_CACHE or ~/.cache/smarthdr/scenes.")] = None,
+    response: Annotated[str, typer.Option(help="Camera response of the frames, as for merge.")] = "auto",
+    align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment of the frames, as for merge.")] = "none",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that already holds files.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """The teacher's step on its own: pseudo GTs, uncertainty maps and bi-level masks to inspect or train from."""
+    from smarthdr_cli.data.layouts import ReadSettings
+    from smarthdr_cli.errors import InputError
+    from smarthdr_cli.train.masking import MaskSettings
+    from smarthdr_cli.train.pseudo_folder import run_pseudo_label
+
+    if scorer not in ("judge", "reference"):
+        raise InputError(f"--scorer {scorer}: choose judge or reference")
+    settings = MaskSettings(patch=patch_mask, pixel=pixel_mask, tau_patch=tau_patch, tau_pixel=tau_pixel, size=patch, stride=stride, normalisation=normalisation)
+    console = _stderr()
+    progress = None if quiet else (lambda done, total, name: console.print(f"pseudo-labeled {done}/{total}: {name}", markup=False))
+    data = run_pseudo_label(
+        unlabeled, weights, output, settings, scorer=scorer, read=ReadSettings(response=response, align=align_mode),
+        cache_dir=cache_dir, device=device, overwrite=overwrite, progress=progress,
+    )
+    if as_json:
+        print(json.dumps({k: v for k, v in data.items()}))
+    elif not quiet:
+        console.print(f"kept {100 * float(data['kept_fraction']):.1f}% of pixels over {len(data['scenes'])} scenes; {output / 'summary.json'}", markup=False)
+
+
 def main() -> None:
     """Console-script entry point: usage errors, too, become one line and exit code 2."""
     try:
