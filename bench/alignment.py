@@ -32,9 +32,6 @@ Usage: python bench/alignment.py [--trials 20]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -44,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from common import cpu_model
+from common import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BRACKET_DIR = ROOT.parent / "shared" / "data" / "brackets" / "frobisher"
@@ -271,8 +268,6 @@ def main() -> int:
         print(f"skipped: the real bracket {BRACKET_DIR} is not available", file=sys.stderr)
         return 0
 
-    import cv2
-
     images, response = load_bracket()
     fits = simulated(images, args.trials)
     still = tripod(images)
@@ -287,12 +282,9 @@ def main() -> int:
                    "perspective": MAX_PERSPECTIVE, "border": "replicate"},
         "residual": "mean |log(x^2.2/t) realigned - true| over samples in (0.05, 0.95) in both, 30 px border cut",
         "simulated": rows, "fits": [vars(f) for f in fits], "tripod": [vars(f) for f in still],
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "opencv": cv2.__version__},
+        "machine": machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}", file=sys.stderr)
+    write_results(RESULTS, report)
     return 0
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import cpu_model
+from common import cpu_model, machine
 
 EXPOSURES_S = ((1, 400), (1, 100), (1, 25))  # EV -2 / 0 / +2 as ExposureTime rationals
 RELATIVE = [1.0, 4.0, 16.0]  # the same exposures, normalised to the shortest
@@ -256,11 +255,8 @@ def main() -> None:
             rows.append(run_row(label, root / inputs, root / f"out-{index}", extra, count))
             shutil.rmtree(root / f"out-{index}")
 
-    import torch
-
     report = {
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "numpy": np.__version__},
+        "machine": machine(),
         "size": f"{width}x{height}",
         "exposures_s": [f"{a}/{b}" for a, b in EXPOSURES_S],
         "jpeg_mib_per_frame": jpeg_bytes / 2**20,

@@ -16,6 +16,29 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def machine() -> dict[str, object]:
+    """The machine line of every results file: CPU, cores and the versions that set the speed."""
+    import os
+
+    info: dict[str, object] = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    for module in ("numpy", "cv2", "torch"):
+        try:
+            info[module if module != "cv2" else "opencv"] = __import__(module).__version__
+        except ImportError:
+            pass
+    return info
+
+
+def write_results(path: Path, report: dict) -> None:
+    """The JSON record of a benchmark run, next to the tables it prints."""
+    import json
+    import sys
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {path}", file=sys.stderr)
+
+
 def _status_kib(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import PeakMemory, cpu_model
+from common import PeakMemory, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -174,7 +174,7 @@ def main() -> int:
     if straight and ours:
         print(f"\nratio straightforward / smarthdr at 256x256 fp32: {straight / ours:.2f}x")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gfhdr_forward.json").write_text(json.dumps({"machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "rows": rows}, indent=2))
+    (RESULTS / "gfhdr_forward.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
     return 0
 
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from common import PeakMemory, cpu_model
+from common import PeakMemory, machine, write_results
 
 EXPOSURES = np.array([1.0, 4.0, 16.0])  # EV -2, 0, +2, normalised so the shortest is 1
 SECONDS = EXPOSURES / 64.0  # 1/64, 1/16, 1/4 s: what MergeDebevec is given
@@ -300,8 +298,6 @@ def main() -> None:
     rows = quality(*parse_size(args.quality_size))
     print_tables((width, height), speed, rows)
 
-    import cv2
-
     report = {
         "size": [width, height], "repeats": args.repeats, "exposures": EXPOSURES.tolist(),
         "exposure_seconds": SECONDS.tolist(), "noise": NOISE, "moving_object": True,
@@ -310,12 +306,9 @@ def main() -> None:
         "ratio_time_classic_over_debevec": speed["classic"]["median_s"] / speed["MergeDebevec"]["median_s"],
         "ratio_memory_classic_over_debevec": speed["classic"]["peak_mib"] / speed["MergeDebevec"]["peak_mib"],
         "quality_size": list(parse_size(args.quality_size)), "quality": rows,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "opencv": cv2.__version__},
+        "machine": machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}", file=sys.stderr)
+    write_results(RESULTS, report)
 
 
 if __name__ == "__main__":

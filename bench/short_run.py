@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_model
+from common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,7 +44,7 @@ def main() -> None:
         print("| " + " | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells) + " |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "short_run.json").write_text(
-        json.dumps({"machine": cpu_model(), "config": config.to_dict(), "seconds": round(seconds, 1), "epochs": result.history}, indent=1) + "\n"
+        json.dumps({"machine": machine(), "config": config.to_dict(), "seconds": round(seconds, 1), "epochs": result.history}, indent=1) + "\n"
     )
 
 

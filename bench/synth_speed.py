@@ -25,9 +25,6 @@ Takes about 1 s per scene and row, twice, on a 2-core VM.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import cpu_model
+from common import machine, write_results
 
 SHARED_SOURCES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hdr-train"
 RESULTS = Path(__file__).resolve().parent / "results" / "synth_speed.json"
@@ -120,12 +117,9 @@ def main() -> None:
         "size": [width, height], "scenes": args.scenes, "settings": base.describe(),
         "hdr_source": None if args.hdr_source is None else str(args.hdr_source), "out_dir": str(args.out_dir),
         "opencv_threads": cv2.getNumThreads(), "rows": rows,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "opencv": cv2.__version__},
+        "machine": machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}", file=sys.stderr)
+    write_results(RESULTS, report)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ which is reported separately per megapixel. Each configuration runs in a fresh p
 peak resident memory (ru_maxrss) is its own.
 
     python bench/train_throughput.py                # tiny, small, full (~6 min on 2 cores)
+    python bench/train_throughput.py --configs full --batch 16 --checkpoint-activations
     python bench/train_throughput.py --configs tiny small --device cuda --batch 64
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from common import cpu_model
+from common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = {"tiny": 12, "small": 4, "full": 2}
@@ -39,20 +38,23 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["tiny", "small", "full"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=None, help="patches per branch (default: 16, 4 for full)")
+    parser.add_argument("--checkpoint-activations", action="store_true", help="train with activation checkpointing")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.device, args.batch or BATCH.get(args.child, 16))))
+        print(json.dumps(run_one(args.child, args.device, args.batch or BATCH.get(args.child, 16), args.checkpoint_activations)))
         return
     rows = []
     for name in args.configs:
         command = [sys.executable, __file__, "--child", name, "--device", args.device] + (["--batch", str(args.batch)] if args.batch else [])
+        command += ["--checkpoint-activations"] if args.checkpoint_activations else []
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(), "device": args.device}
+    info = {**machine(), "device": args.device}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train_throughput.json").write_text(json.dumps({"machine": machine, "patch": 64, "rows": rows}, indent=1) + "\n")
+    name = "train_throughput_checkpointing.json" if args.checkpoint_activations else "train_throughput.json"
+    (RESULTS / name).write_text(json.dumps({"machine": info, "patch": 64, "rows": rows}, indent=1) + "\n")
     print("\n| config | batch per branch | warm-up (patches/s) | semi-supervised (patches/s, both branches) | teacher pass (s per MP) | peak memory (GiB) |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
@@ -62,7 +64,7 @@ def main() -> None:
         )
 
 
-def run_one(name: str, device: str, batch: int) -> dict:
+def run_one(name: str, device: str, batch: int, checkpointing: bool) -> dict:
     """One configuration: a warm-up and a semi-supervised epoch in this process."""
     import resource
 
@@ -82,7 +84,7 @@ def run_one(name: str, device: str, batch: int) -> dict:
         config = TrainConfig(
             labeled=str(root / "data" / "labeled"), unlabeled=str(root / "data" / "unlabeled"), cache_dir=str(root / "cache"),
             model=name, vgg_weights=str(vgg), batch=batch, warmup_epochs=1, semi_epochs=1,
-            steps_per_epoch=STEPS.get(name, 2), device=device,
+            steps_per_epoch=STEPS.get(name, 2), device=device, checkpoint_activations=checkpointing,
         )
         began = time.perf_counter()
         result = train(config, root / "run")
@@ -91,6 +93,7 @@ def run_one(name: str, device: str, batch: int) -> dict:
         return {
             "config": name,
             "batch": batch,
+            "checkpoint_activations": checkpointing,
             "warmup_samples_per_s": warm["samples_per_s"],
             "semi_samples_per_s": semi["samples_per_s"],
             "pseudo_label_s_per_mp": round(semi["pseudo_seconds"] / (pixels / 1e6), 2),

@@ -359,6 +359,7 @@ def train(
     ablation: Annotated[Optional[str], typer.Option(help="Switches of a row of the seed's Table 3: i, ii, iii, iv, v, vi or vii.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Network size: full (published GFHDR), small or tiny. Default: full.")] = None,
     init_weights: Annotated[Optional[Path], typer.Option(help="Start the student from these weights (.safetensors) instead of random.")] = None,
+    checkpoint_activations: Annotated[Optional[bool], typer.Option("--checkpoint-activations/--no-checkpoint-activations", help="Recompute the transformer layers' activations in the backward pass: far less memory per patch, about a third more compute. Default: off.")] = None,
     warmup_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs on labeled data only. Default: 30.")] = None,
     semi_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs of the semi-supervised stage (supervised with --no-teacher). Default: 170.")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Fix the steps of an epoch. Default: one pass over the (kept) patches.")] = None,
@@ -402,7 +403,7 @@ def train(
     as_text = lambda p: str(p) if p is not None else None  # noqa: E731
     flags = {
         "labeled": as_text(labeled), "unlabeled": as_text(unlabeled), "pseudo": as_text(pseudo), "test": as_text(test),
-        "model": model, "init_weights": as_text(init_weights), "warmup_epochs": warmup_epochs, "semi_epochs": semi_epochs,
+        "model": model, "init_weights": as_text(init_weights), "checkpoint_activations": checkpoint_activations, "warmup_epochs": warmup_epochs, "semi_epochs": semi_epochs,
         "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "patch": patch, "stride": stride, "lambda_u": lambda_u,
         "lambda_v": lambda_v, "perceptual": perceptual, "vgg_weights": as_text(vgg_weights), "uncertainty_loss": uncertainty_loss,
         "k_eps": k_eps, "k_domain": k_domain, "teacher": "none" if no_teacher else teacher, "ema_alpha": ema_alpha,
@@ -411,11 +412,12 @@ def train(
         "cache_dir": as_text(cache_dir), "response": response, "align": align_mode, "validate_every": validate_every,
     }
     if resume is not None:
-        given = sorted(k for k, v in flags.items() if v is not None and k not in ("device", "threads"))
+        runtime = ("device", "threads", "checkpoint_activations")  # where and how, not what is computed
+        given = sorted(k for k, v in flags.items() if v is not None and k not in runtime)
         if output is not None or config_file is not None or ablation is not None or given:
-            raise InputError("--resume continues with the run's saved config; pass only --device/--threads with it")
+            raise InputError("--resume continues with the run's saved config; pass only --device, --threads or --checkpoint-activations with it")
         config = resumed_config(resume)
-        overrides = {k: flags[k] for k in ("device", "threads") if flags[k] is not None}
+        overrides = {k: flags[k] for k in runtime if flags[k] is not None}
         config = config.updated(**overrides) if overrides else config
         run_dir = resume
     else:

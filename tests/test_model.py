@@ -171,3 +171,21 @@ def test_bad_weights_give_clear_errors(tiny, tmp_path: Path):
     save_file({"conv_f1.weight": torch.zeros(1)}, str(other), metadata={"smarthdr_config": json.dumps(PRESETS["tiny"].to_dict())})
     with pytest.raises(InputError, match="do not fit"):
         load_weights(other)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    """Recomputing the layers in the backward pass (stochastic depth included) changes nothing."""
+    config = PRESETS["tiny"]
+    grads = []
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        model = GFHDR(config).train()
+        model.set_checkpointing(enabled)
+        inputs = [torch.rand(2, 6, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+        torch.manual_seed(1)
+        hdr, sigma = model(*inputs)
+        (hdr.mean() + sigma.mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,12 @@ def tiny_config(dataset: Path, tmp_path: Path, **changes) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def weights_of(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
@@ -63,6 +70,15 @@ def test_full_recipe_writes_a_complete_run(dataset: Path, tmp_path: Path) -> Non
     assert (run / "student-best.safetensors").is_file()
     # the pseudo labels of the last semi epoch are on disk for inspection
     assert len(list((run / "pseudo").glob("*.hdr.npy"))) == 3
+    # the exported student is what `merge --weights` runs
+    scene = sorted((dataset / "test").iterdir())[0]
+    merged = subprocess.run(
+        [sys.executable, "-m", "smarthdr_cli", "merge", str(scene), "-o", str(tmp_path / "out.exr"), "--backend", "cpu",
+         "--weights", str(result.final), "--align", "none", "--json", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["weights"].startswith("student-final@")
 
 
 def test_losses_fall_on_a_fixed_batch(dataset: Path, tmp_path: Path) -> None:
@@ -105,7 +121,7 @@ def test_ddp_two_cpu_processes_match_one(dataset: Path, tmp_path: Path) -> None:
     single = train(config, tmp_path / "single")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517", "-m", "smarthdr_cli",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()), "-m", "smarthdr_cli",
          "train", "--config", str(config_file), "-o", str(tmp_path / "ddp"), "-q"],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -204,3 +220,42 @@ def test_config_file_flags_and_ablation_rows(tmp_path: Path) -> None:
     assert config.patch_mask and not config.pixel_mask and not config.strong_aug
     assert set(ABLATION_ROWS) == {"i", "ii", "iii", "iv", "v", "vi", "vii"}
     assert resolve(None, {}, "i").teacher == "none"
+
+
+def test_ablation_script_runs_on_given_folders(dataset: Path, tmp_path: Path) -> None:
+    """bench/reproduce_ablation.py pointed at dataset folders (as at a Kalantari download)."""
+    out = tmp_path / "ablation.json"
+    command = [
+        sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "reproduce_ablation.py"),
+        "--labeled", str(dataset / "labeled"), "--unlabeled", str(dataset / "unlabeled"), "--test", str(dataset / "test"),
+        "--rows", "i", "vii", "--seeds", "2", "--model", "tiny", "--warmup-epochs", "1", "--semi-epochs", "1",
+        "--steps-per-epoch", "2", "--batch", "4", "--work", str(tmp_path / "work"), "--out", str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [row["row"] for row in report["table"]] == ["i", "vii"] and len(report["runs"]) == 4
+    for row in report["table"]:
+        assert np.isfinite(row["psnr_mu"]) and np.isfinite(row["psnr_mu_margin"]) and row["psnr_mu_margin"] >= 0
+    assert "| vii |" in done.stdout
+
+
+def test_teacher_augmentation_is_undone(dataset: Path, tmp_path: Path) -> None:
+    """A pixel-wise teacher gives the same pseudo label whatever weak augmentation it sees."""
+    from smarthdr_cli.data.layouts import discover_scenes
+    from smarthdr_cli.data.patches import prepare_scenes
+    from smarthdr_cli.train import augment
+    from smarthdr_cli.train.pseudo_label import teacher_predict
+
+    class Reference(torch.nn.Module):
+        config = PRESETS["tiny"]
+
+        def forward(self, x1, x2, x3, with_uncertainty=True):
+            return x2[:, 3:6].clamp(0, 1), x1[:, :3]
+
+    scene = prepare_scenes(discover_scenes(dataset / "unlabeled")[:1], tmp_path / "cache")[0]
+    plain = teacher_predict(Reference(), scene, gamma=2.2, device=torch.device("cpu"))
+    for aug in (augment.Augmentation(vflip=True), augment.Augmentation(rotate=-1), augment.Augmentation(vflip=True, rotate=-1)):
+        moved = teacher_predict(Reference(), scene, gamma=2.2, device=torch.device("cpu"), aug=aug)
+        for a, b in zip(plain, moved):
+            assert a.shape == b.shape and np.allclose(a, b, atol=1e-6)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +23,7 @@ import torch
 from smarthdr_cli.data.grid import grid_origins
 from smarthdr_cli.data.layouts import ReadSettings, SceneSource, read_scene
 from smarthdr_cli.errors import OutputError
+from smarthdr_cli.io.output import atomic_folder
 
 CACHE_FORMAT = 1
 FRAME_SCALE = 65535.0
@@ -97,20 +97,17 @@ def _open_entry(folder: Path) -> CachedScene:
 
 def _write_entry(folder: Path, source: SceneSource, settings: ReadSettings) -> None:
     scene = read_scene(source, settings)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"scene cache {folder.parent}: cannot create ({exc.strerror or exc})") from None
+    with atomic_folder(folder, overwrite=True) as temp:
         frames = np.stack([np.round(np.clip(f, 0, 1) * FRAME_SCALE).astype(np.uint16) for f in scene.frames])
         np.save(temp / "frames.npy", frames)
         if scene.gt is not None:
             np.save(temp / "gt.npy", scene.gt.astype(np.float32))
         meta = {"name": scene.name, "exposures": scene.exposures.tolist(), "source": str(source.folder), "gt_scale": scene.gt_scale, "notes": scene.notes}
         (temp / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.replace(temp, folder)
-    except OSError as exc:
-        raise OutputError(f"scene cache {folder.parent}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def prepare_scenes(

@@ -68,7 +68,6 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -80,7 +79,7 @@ import numpy as np
 from smarthdr_cli.camera import expose, gamma_curve, s_curve, value_noise
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import is_hdr, read_hdr, write_hdr
-from smarthdr_cli.io.output import atomic_output
+from smarthdr_cli.io.output import atomic_folder, atomic_output
 
 FORMAT_VERSION = 1  # bump when the same settings start giving different scenes
 DEFAULT_SCENES = 20
@@ -822,11 +821,7 @@ def write_scene(scene: SynthScene, folder: Path, with_gt: bool, overwrite: bool 
     """Write `scene` as a Kalantari-layout folder, all at once: built beside it, then renamed."""
     import cv2
 
-    if folder.exists() and not overwrite:
-        raise OutputError(f"{folder}: already exists (pass --overwrite to replace it)")
-    temp = folder.parent / f".{folder.name}.{os.getpid()}.{secrets.token_hex(4)}.partial"
-    try:
-        temp.mkdir()
+    with atomic_folder(folder, overwrite) as temp:
         for name, frame in zip(FRAME_NAMES, scene.frames):
             _write_frame(temp / name, frame)
         (temp / EXPOSURE_NAME).write_text(exposure_text(scene.ev), encoding="utf-8")
@@ -834,22 +829,6 @@ def write_scene(scene: SynthScene, folder: Path, with_gt: bool, overwrite: bool 
             raise OutputError(f"{folder}: OpenCV could not write {MOTION_NAME}")
         if with_gt:
             write_hdr(temp / GT_NAME, scene.gt)
-        _replace_folder(temp, folder)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an existing `target` is moved aside first and removed after."""
-    if not target.exists():
-        new.rename(target)
-        return
-    old = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.old.partial"
-    target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- datasets

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -69,3 +71,31 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `folder`; on success it becomes `folder`, else it goes.
+
+    Readers of a dataset or a cache then see a folder complete or not at all. With `overwrite`
+    an existing `folder` is moved aside, replaced and removed; the temporary names end in
+    `.partial`, so a crash leaves only folders that are recognisably unfinished.
+    """
+    if folder.exists() and not overwrite:
+        raise OutputError(f"{folder}: already exists (pass --overwrite to replace it)")
+    tag = f"{os.getpid()}.{secrets.token_hex(4)}"
+    temp = folder.parent / f".{folder.name}.{tag}.partial"
+    try:
+        temp.mkdir()
+        yield temp
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.{tag}.old.partial"
+            folder.rename(old)
+            temp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            temp.rename(folder)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

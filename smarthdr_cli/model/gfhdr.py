@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 
@@ -226,11 +227,16 @@ class ContextAwareTransformerBlock(nn.Module):
             for i in range(depth)
         )
         self.conv = nn.Conv2d(dim, dim, 3, padding=2, dilation=2)
+        self.checkpointing = False
 
     def forward(self, x: torch.Tensor, shift_mask: ShiftMask) -> torch.Tensor:
         y = x
         for layer in self.layers:
-            y = layer(y, shift_mask)
+            if self.checkpointing and torch.is_grad_enabled():
+                # keep only each layer's input; recompute its activations in the backward pass
+                y = torch.utils.checkpoint.checkpoint(layer, y, shift_mask, use_reentrant=False)
+            else:
+                y = layer(y, shift_mask)
         return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
 
 
@@ -277,6 +283,12 @@ class GFHDR(nn.Module):
         self.judge = JudgeHead(dim, config.judge_channels)
         self._shift_masks: dict[tuple[int, int, str], ShiftMask] = {}
         self.apply(_init_weights)
+
+    def set_checkpointing(self, enabled: bool) -> None:
+        """Activation checkpointing of the transformer layers for training: about a sixth of the
+        memory per patch for about a third more compute (weights and outputs are unchanged)."""
+        for block in self.blocks:
+            block.checkpointing = enabled
 
     def shift_mask(self, height: int, width: int, device: torch.device) -> ShiftMask:
         """The shifted-window mask for a padded size, built once and cached."""

@@ -49,6 +49,7 @@ class TrainConfig:
     model: str = "full"
     model_config: dict[str, Any] | None = None
     init_weights: str | None = None
+    checkpoint_activations: bool = False
     # optimisation (Adam as in the seed)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -80,7 +81,6 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    workers: int = 0
     threads: int | None = None
     validate_every: int = 1
     extra: dict[str, Any] = field(default_factory=dict)

@@ -221,7 +221,7 @@ def _perceptual(config: TrainConfig, device: torch.device) -> losses.PerceptualL
 
 
 def _prepare(
-    sources: list[SceneSource], config: TrainConfig, cache: Path, dist: Distributed, reporter: Reporter, what: str
+    sources: list[SceneSource], config: TrainConfig, cache: Path, dist: Distributed, reporter: Reporter, what: str, patches: bool = True
 ) -> list[CachedScene]:
     """Decode (rank 0 first, into the shared cache) and open the scenes of one set."""
     settings = ReadSettings(response=config.response, align=config.align)
@@ -230,7 +230,7 @@ def _prepare(
         prepare_scenes(sources, cache, settings)
     dist.barrier()
     scenes = prepare_scenes(sources, cache, settings)
-    small = [s.name for s in scenes if min(s.shape) < config.patch]
+    small = [s.name for s in scenes if min(s.shape) < config.patch] if patches else []
     if small:
         raise InputError(f"{what}: scene(s) {', '.join(small[:5])} are smaller than the {config.patch} px training patch")
     return scenes
@@ -271,8 +271,8 @@ def train(
     stop_after: int | None = None,
 ) -> TrainResult:
     """Train (or continue training) into `run_dir`; `stop_after` ends early after that many epochs (tests)."""
-    reporter = reporter or Reporter()
     dist = Distributed.from_env()
+    reporter = reporter if reporter is not None and dist.main else Reporter()  # one voice: rank 0
     device = _device(config, dist)
     if dist.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -298,12 +298,12 @@ def train(
     labeled = _prepare(labeled_sources, config, cache, dist, reporter, f"labeled {config.labeled}")
     fixed_pseudo = read_pseudo_folder(Path(config.pseudo), cache, config) if config.pseudo is not None else None
     unlabeled_scenes = _prepare(unlabeled_sources, config, cache, dist, reporter, f"unlabeled {config.unlabeled}") if semi_live else []
-    test_scenes = _prepare(test_sources, config, cache, dist, reporter, f"test {config.test}") if config.test else []
+    test_scenes = _prepare(test_sources, config, cache, dist, reporter, f"test {config.test}", patches=False) if config.test else []
 
-    if not resume and dist.main:
-        prepare_run_dir(run_dir, config)
-    dist.barrier()
-
+    mask_settings = MaskSettings(
+        patch=config.patch_mask, pixel=config.pixel_mask, tau_patch=config.tau_patch, tau_pixel=config.tau_pixel,
+        size=config.patch, stride=config.stride, normalisation=config.normalisation,
+    )
     torch.manual_seed(config.seed)
     student = GFHDR(model_config(config)).to(device)
     if config.init_weights:
@@ -312,6 +312,10 @@ def train(
             raise InputError(f"{config.init_weights}: its network configuration differs from --model {config.model}")
         student.load_state_dict(initial.state_dict())
     student.train()
+    student.set_checkpointing(config.checkpoint_activations)
+    if not resume and dist.main:
+        prepare_run_dir(run_dir, config)  # only now: a run folder always holds a run that started
+    dist.barrier()
     use_k = config.uncertainty_loss
     wrapped: nn.Module = student
     if dist.world > 1:
@@ -324,10 +328,6 @@ def train(
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     objective = Objective(config, perceptual)
-    mask_settings = MaskSettings(
-        patch=config.patch_mask, pixel=config.pixel_mask, tau_patch=config.tau_patch, tau_pixel=config.tau_pixel,
-        size=config.patch, stride=config.stride, normalisation=config.normalisation,
-    )
     total_epochs = config.warmup_epochs + config.semi_epochs  # without a teacher: all supervised, same budget
 
     teacher: nn.Module | None = None
@@ -427,7 +427,7 @@ def train(
         step_seconds = time.perf_counter() - steps_began
         record.update({k: v / steps for k, v in sums.items()})
         record.update({"steps": steps, "samples": seen, "samples_per_s": round(seen / step_seconds, 2)})
-        if test_scenes and ((epoch + 1) % max(config.validate_every, 1) == 0 or epoch + 1 == total_epochs):
+        if dist.main and test_scenes and ((epoch + 1) % max(config.validate_every, 1) == 0 or epoch + 1 == total_epochs):
             record.update(validate(student, test_scenes, config, device))
         seconds = time.perf_counter() - began
         elapsed += seconds

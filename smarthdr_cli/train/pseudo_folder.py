@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +30,7 @@ from smarthdr_cli.data.patches import default_cache_dir, prepare_scenes
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
 from smarthdr_cli.io.ldr import read_ldr
+from smarthdr_cli.io.output import atomic_folder
 from smarthdr_cli.model.weights import load_weights
 from smarthdr_cli.tonemap import mu_preview, to_8bit
 from smarthdr_cli.train.dataset import PseudoLabels
@@ -48,21 +48,13 @@ def _coverage_image(mask: SceneMask, size: int, shape: tuple[int, int]) -> np.nd
 
 
 def _write_scene(folder: Path, item: LabelledScene, size: int) -> None:
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder, overwrite=True) as temp:
         hdr = np.asarray(item.labels.hdr, dtype=np.float32)
         write_hdr(temp / "pseudo.exr", hdr, float32=True)
         write_hdr(temp / "uncertainty.exr", np.asarray(item.uncertainty, dtype=np.float32))
         iio.imwrite(temp / "preview.jpg", to_8bit(mu_preview(hdr)), quality=92)
         iio.imwrite(temp / "patch_mask.png", _coverage_image(item.mask, size, hdr.shape[:2]))
         iio.imwrite(temp / "pixel_mask.png", item.mask.pixel.astype(np.uint8) * 255)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(temp, folder)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def run_pseudo_label(
