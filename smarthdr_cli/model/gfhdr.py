@@ -285,8 +285,9 @@ class GFHDR(nn.Module):
         self.apply(_init_weights)
 
     def set_checkpointing(self, enabled: bool) -> None:
-        """Activation checkpointing of the transformer layers for training: about a sixth of the
-        memory per patch for about a third more compute (weights and outputs are unchanged)."""
+        """Activation checkpointing of the transformer layers for training: less than half the
+        memory for about a third more time (full network, batch 4 on the CPU: 6.8 -> 3.1 GiB peak,
+        1.55 -> 1.13 patches/s); gradients are unchanged."""
         for block in self.blocks:
             block.checkpointing = enabled
 

@@ -454,9 +454,10 @@ def train(
                 "elapsed": elapsed,
                 "config": config.to_dict(),
             }
-            _save_checkpoint(run_dir / CHECKPOINT, state)
+            # metrics first: a crash between the two leaves a line that --resume drops and rewrites
             with (run_dir / "metrics.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            _save_checkpoint(run_dir / CHECKPOINT, state)
         else:
             best = max(best, score)
         reporter.epoch_end(record)
