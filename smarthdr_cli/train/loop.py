@@ -69,6 +69,7 @@ class Distributed:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")  # where collectives run: NCCL reduces only CUDA tensors
 
     @classmethod
     def from_env(cls) -> "Distributed":
@@ -86,7 +87,7 @@ class Distributed:
         """The mean over ranks of each value (logged losses describe the global batch)."""
         if self.world == 1:
             return values
-        stacked = torch.tensor(list(values.values()), dtype=torch.float64)
+        stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(stacked)
         return dict(zip(values, (stacked / self.world).tolist()))
 
@@ -99,9 +100,9 @@ class Distributed:
         if self.world == 1:
             return 1.0
         kept = mask.sum(dtype=torch.float64)
-        total = kept.detach().clone().cpu()
+        total = kept.detach().clone()
         torch.distributed.all_reduce(total)
-        return (kept.cpu() * self.world / total.clamp_min(1e-12)).to(mask.device, torch.float32)
+        return (kept * self.world / total.clamp_min(1e-12)).float()
 
 
 @dataclass
@@ -273,7 +274,7 @@ def train(
     """Train (or continue training) into `run_dir`; `stop_after` ends early after that many epochs (tests)."""
     dist = Distributed.from_env()
     reporter = reporter if reporter is not None and dist.main else Reporter()  # one voice: rank 0
-    device = _device(config, dist)
+    device = dist.device = _device(config, dist)
     if dist.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.world > 1 and config.batch % dist.world:
