@@ -469,7 +469,7 @@ def pseudo_label(
         cache_dir=cache_dir, device=device, overwrite=overwrite, progress=progress,
     )
     if as_json:
-        print(json.dumps({k: v for k, v in data.items()}))
+        print(json.dumps(data))
     elif not quiet:
         console.print(f"kept {100 * float(data['kept_fraction']):.1f}% of pixels over {len(data['scenes'])} scenes; {output / 'summary.json'}", markup=False)
 

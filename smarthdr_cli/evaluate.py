@@ -21,7 +21,7 @@ from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, read_scene
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.io.hdr import write_hdr
 from smarthdr_cli.metrics import psnr_l, psnr_mu, ssim_l, ssim_mu
-from smarthdr_cli.tonemap import mu_preview, to_8bit
+from smarthdr_cli.merge import write_preview
 
 Progress = Callable[[int, int, str], None]
 
@@ -49,13 +49,8 @@ def scene_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]
 
 
 def _save(folder: Path, name: str, hdr: np.ndarray, overwrite: bool) -> None:
-    import imageio.v3 as iio
-
-    from smarthdr_cli.io.output import atomic_output
-
     write_hdr(folder / f"{name}.exr", hdr, overwrite=overwrite)
-    with atomic_output(folder / f"{name}.jpg", overwrite) as temp:
-        iio.imwrite(temp, to_8bit(mu_preview(hdr)), extension=".jpg", quality=92)
+    write_preview(folder / f"{name}.jpg", hdr, "mu", overwrite)
 
 
 def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note: Callable[[str], None] | None = None) -> dict[str, Any]:

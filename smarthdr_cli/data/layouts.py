@@ -16,7 +16,7 @@ errors; datasets are not aligned by default, because learning to deghost is the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -52,11 +52,11 @@ class SceneSource:
 
 @dataclass
 class Scene:
-    """Three frames in the gamma-2.2 LDR domain (short, reference, long) with optional labels.
+    """Three frames in the gamma-2.2 LDR domain (short, reference, long) and an optional GT.
 
     `gt` is linear radiance in the frames' units (exposures normalised so the shortest is 1: the
-    Kalantari convention). `pseudo`, `uncertainty` and `pixel_mask` are the teacher's pseudo label,
-    its uncertainty map and the pixel-level mask of eq. 12, when a scene carries them.
+    Kalantari convention). Pseudo labels and their masks are the teacher's, kept beside the
+    cached scene (`train.pseudo_label.LabelledScene`), not in it.
     """
 
     name: str
@@ -64,9 +64,6 @@ class Scene:
     exposures: np.ndarray
     gt: np.ndarray | None = None
     gt_scale: float = 1.0
-    pseudo: np.ndarray | None = None
-    uncertainty: np.ndarray | None = None
-    pixel_mask: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -83,7 +80,7 @@ class ReadSettings:
     fit_gt: bool = True
 
     def key(self) -> dict[str, object]:
-        return {"response": self.response, "align": self.align, "fit_gt": self.fit_gt}
+        return asdict(self)
 
 
 def _gt_file(folder: Path) -> Path | None:

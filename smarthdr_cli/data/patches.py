@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -120,9 +119,7 @@ def prepare_scenes(
     scenes = []
     for index, source in enumerate(sources):
         folder = cache_dir / cache_key(source, settings)
-        if not (folder / "meta.json").exists():
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)  # an entry some other process left half-made
+        if not (folder / "meta.json").exists():  # entries appear whole (atomic_folder); none yet
             _write_entry(folder, source, settings)
         scene = _open_entry(folder)
         scene.name = source.name

@@ -2,9 +2,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from smarthdr_cli.errors import InputError
+
+T = TypeVar("T")
+
+
+def from_fields(cls: type[T], data: dict[str, Any], where: str, what: str) -> T:
+    """A config dataclass from a dict (JSON, TOML, safetensors metadata): unknown keys and bad
+    values are the user's file problem, one InputError naming `where`."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise InputError(f"{where}: unknown {what} {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -51,14 +65,7 @@ class GFHDRConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GFHDRConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"model config: unknown fields {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"model config: {exc}") from None
+        return from_fields(cls, data, "model config", "fields")
 
 
 PRESETS: dict[str, GFHDRConfig] = {

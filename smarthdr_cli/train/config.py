@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from smarthdr_cli.errors import InputError
+from smarthdr_cli.model.config import from_fields
 
 TEACHERS = ("ema", "none")
 SCORERS = ("judge", "reference")
@@ -118,14 +119,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"{where}: unknown settings {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise InputError(f"{where}: {exc}") from None
+        return from_fields(cls, data, where, "settings")
 
     def updated(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)

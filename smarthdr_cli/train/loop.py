@@ -32,6 +32,7 @@ from smarthdr_cli import __version__
 from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes
 from smarthdr_cli.data.patches import CachedScene, default_cache_dir, prepare_scenes
 from smarthdr_cli.errors import InputError, OutputError
+from smarthdr_cli.io.output import atomic_output
 from smarthdr_cli.metrics import psnr_l, psnr_mu
 from smarthdr_cli.model.config import PRESETS, GFHDRConfig
 from smarthdr_cli.model.gfhdr import GFHDR
@@ -138,21 +139,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temp, path)
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.partial")
-    try:
-        torch.save(state, temp)
-        os.replace(temp, path)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
-
-
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     """The last checkpoint of a run, loaded without unpickling code (weights_only)."""
     path = run_dir / CHECKPOINT
@@ -180,7 +166,8 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
-    _write_json_atomic(run_dir / "config.json", config.to_dict())
+    with atomic_output(run_dir / "config.json", overwrite=True) as temp:
+        temp.write_text(json.dumps(config.to_dict(), indent=1) + "\n")
 
 
 def resumed_config(run_dir: Path) -> TrainConfig:
@@ -228,9 +215,10 @@ def _prepare(
     settings = ReadSettings(response=config.response, align=config.align)
     if dist.main:
         reporter.note(f"{what}: {len(sources)} scenes")
-        prepare_scenes(sources, cache, settings)
+        scenes = prepare_scenes(sources, cache, settings)
     dist.barrier()
-    scenes = prepare_scenes(sources, cache, settings)
+    if not dist.main:  # the other ranks find every entry made
+        scenes = prepare_scenes(sources, cache, settings)
     small = [s.name for s in scenes if min(s.shape) < config.patch] if patches else []
     if small:
         raise InputError(f"{what}: scene(s) {', '.join(small[:5])} are smaller than the {config.patch} px training patch")
@@ -458,7 +446,8 @@ def train(
             # metrics first: a crash between the two leaves a line that --resume drops and rewrites
             with (run_dir / "metrics.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
-            _save_checkpoint(run_dir / CHECKPOINT, state)
+            with atomic_output(run_dir / CHECKPOINT, overwrite=True) as temp:
+                torch.save(state, temp)
         else:
             best = max(best, score)
         reporter.epoch_end(record)
@@ -481,7 +470,6 @@ def _read_history(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     kept = [r for r in records if r.get("epoch", 0) <= epochs]
     if len(kept) != len(records) and Distributed.from_env().main:
-        temp = path.with_name(".metrics.jsonl.partial")
-        temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(temp, path)
+        with atomic_output(path, overwrite=True) as temp:
+            temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     return kept

@@ -6,7 +6,7 @@ without it is an interrupted run and is refused):
     OUT/summary.json              settings, weights, kept fraction per scene and overall,
                                   each scene's source folder and patch decisions (eq. 11)
     OUT/<scene>/pseudo.exr        pseudo HDR GT (linear, the frames' units)
-    OUT/<scene>/uncertainty.exr   the judge's sigma (RGB), or the reference disagreement
+    OUT/<scene>/uncertainty.exr   the judge's sigma (RGB), whichever scorer made the masks
     OUT/<scene>/preview.jpg       the pseudo GT tone-mapped (mu-law), to compare with the masks
     OUT/<scene>/patch_mask.png    white where a kept patch covers the pixel (eq. 11)
     OUT/<scene>/pixel_mask.png    white where the pixel is kept (eq. 12)
@@ -14,7 +14,6 @@ without it is an interrupted run and is refused):
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -30,9 +29,9 @@ from smarthdr_cli.data.patches import default_cache_dir, prepare_scenes
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
 from smarthdr_cli.io.ldr import read_ldr
-from smarthdr_cli.io.output import atomic_folder
+from smarthdr_cli.io.output import atomic_folder, atomic_output
+from smarthdr_cli.merge import write_preview
 from smarthdr_cli.model.weights import load_weights
-from smarthdr_cli.tonemap import mu_preview, to_8bit
 from smarthdr_cli.train.dataset import PseudoLabels
 from smarthdr_cli.train.masking import MaskSettings, SceneMask
 from smarthdr_cli.train.pseudo_label import LabelledScene, label_scenes, summary
@@ -52,7 +51,7 @@ def _write_scene(folder: Path, item: LabelledScene, size: int) -> None:
         hdr = np.asarray(item.labels.hdr, dtype=np.float32)
         write_hdr(temp / "pseudo.exr", hdr, float32=True)
         write_hdr(temp / "uncertainty.exr", np.asarray(item.uncertainty, dtype=np.float32))
-        iio.imwrite(temp / "preview.jpg", to_8bit(mu_preview(hdr)), quality=92)
+        write_preview(temp / "preview.jpg", hdr, "mu", overwrite=False)
         iio.imwrite(temp / "patch_mask.png", _coverage_image(item.mask, size, hdr.shape[:2]))
         iio.imwrite(temp / "pixel_mask.png", item.mask.pixel.astype(np.uint8) * 255)
 
@@ -94,9 +93,8 @@ def run_pseudo_label(
     for entry, source, item in zip(data["scenes"], sources, labelled):  # type: ignore[arg-type]
         entry["source"] = str(source.folder.resolve())
         entry["patch_keep"] = "".join("1" if k else "0" for k in item.mask.patch_keep)
-    temp = out / f".{SUMMARY}.partial"
-    temp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temp, out / SUMMARY)
+    with atomic_output(out / SUMMARY, overwrite=True) as temp:
+        temp.write_text(json.dumps(data, indent=1) + "\n")
     return data
 
 
@@ -128,5 +126,5 @@ def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[Label
         if len(keep) != len(origins):
             raise InputError(f"{path}: patch decisions of {entry['name']} do not match its size")
         scene_mask = SceneMask(origins, keep, pixel, float(entry["kept_fraction"]))
-        result.append(LabelledScene(entry["name"], scene, PseudoLabels(hdr, pixel), scene_mask, sigma))
+        result.append(LabelledScene(scene, PseudoLabels(hdr, pixel), scene_mask, sigma))
     return result

@@ -8,7 +8,6 @@ over all scenes ("global", the seed's choice) and derives each scene's patch and
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from smarthdr_cli.data.patches import CachedScene
+from smarthdr_cli.io.output import atomic_output
 from smarthdr_cli.model.inference import infer_frames
 from smarthdr_cli.train import augment
 from smarthdr_cli.train.dataset import PseudoLabels, rng_for
@@ -29,11 +29,14 @@ CPU_TEACHER_TILE, GPU_TEACHER_TILE = 256, 768
 class LabelledScene:
     """One scene's pseudo label on disk (memory-mapped) and its masks."""
 
-    name: str
     scene: CachedScene
     labels: PseudoLabels
     mask: SceneMask
-    uncertainty: np.ndarray  # (H, W, 3) float16 memmap: the judge's sigma (zeros for the reference scorer)
+    uncertainty: np.ndarray  # (H, W, 3) float16 memmap: the judge's sigma (whichever scorer made the masks)
+
+    @property
+    def name(self) -> str:
+        return self.scene.name
 
 
 def _to_frames(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -75,9 +78,8 @@ def score(hdr: np.ndarray, sigma: np.ndarray, scene: CachedScene, scorer: str, g
 
 def _save(path: Path, array: np.ndarray) -> None:
     """np.save to a new file renamed into place: readers of last epoch's memory map keep their copy."""
-    temp = path.with_name(f".{path.name}.partial.npy")
-    np.save(temp, array)
-    os.replace(temp, path)
+    with atomic_output(path, overwrite=True) as temp:
+        np.save(temp, array)
 
 
 def label_scenes(
@@ -120,7 +122,7 @@ def label_scenes(
         mask = scene_mask(np.asarray(scene_scores), stats, settings)
         hdr = np.load(work / f"{number:05d}.hdr.npy", mmap_mode="r")
         sigma = np.load(work / f"{number:05d}.sigma.npy", mmap_mode="r")
-        result.append(LabelledScene(scene.name, scene, PseudoLabels(hdr, mask.pixel), mask, sigma))
+        result.append(LabelledScene(scene, PseudoLabels(hdr, mask.pixel), mask, sigma))
     return result
 
 
