@@ -365,6 +365,9 @@ def train(
     steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Fix the steps of an epoch. Default: one pass over the (kept) patches.")] = None,
     batch: Annotated[Optional[int], typer.Option(min=1, help="Patches per step and branch (global across processes). Default: 64.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: 2e-4.")] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="Learning rate over the run: constant (the seed) or cosine (decays to --lr-min-ratio x --lr at the end). Default: constant.")] = None,
+    lr_min_ratio: Annotated[Optional[float], typer.Option(help="Final rate of the cosine schedule, as a fraction of --lr. Default: 0.01.")] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help="Clip the gradient norm of each step to this value. Default: no clipping.")] = None,
     patch: Annotated[Optional[int], typer.Option(help="Training patch size in pixels. Default: 64.")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Stride of the patch grid. Default: 32.")] = None,
     lambda_u: Annotated[Optional[float], typer.Option(help="Weight of the unsupervised losses (eq. 9). Default: 1.")] = None,
@@ -404,7 +407,7 @@ def train(
     flags = {
         "labeled": as_text(labeled), "unlabeled": as_text(unlabeled), "pseudo": as_text(pseudo), "test": as_text(test),
         "model": model, "init_weights": as_text(init_weights), "checkpoint_activations": checkpoint_activations, "warmup_epochs": warmup_epochs, "semi_epochs": semi_epochs,
-        "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "patch": patch, "stride": stride, "lambda_u": lambda_u,
+        "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "lr_schedule": lr_schedule, "lr_min_ratio": lr_min_ratio, "clip_grad": clip_grad, "patch": patch, "stride": stride, "lambda_u": lambda_u,
         "lambda_v": lambda_v, "perceptual": perceptual, "vgg_weights": as_text(vgg_weights), "uncertainty_loss": uncertainty_loss,
         "k_eps": k_eps, "k_domain": k_domain, "teacher": "none" if no_teacher else teacher, "ema_alpha": ema_alpha,
         "scorer": scorer, "patch_mask": patch_mask, "pixel_mask": pixel_mask, "tau_patch": tau_patch, "tau_pixel": tau_pixel,

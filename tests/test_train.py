@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from smarthdr_cli.app import app
 from smarthdr_cli.data.synth import SynthSettings, generate
+from smarthdr_cli.errors import InputError
 from smarthdr_cli.model.config import PRESETS, GFHDRConfig
 from smarthdr_cli.model.gfhdr import GFHDR
 from smarthdr_cli.model.weights import load_weights
@@ -220,6 +221,21 @@ def test_config_file_flags_and_ablation_rows(tmp_path: Path) -> None:
     assert config.patch_mask and not config.pixel_mask and not config.strong_aug
     assert set(ABLATION_ROWS) == {"i", "ii", "iii", "iv", "v", "vi", "vii"}
     assert resolve(None, {}, "i").teacher == "none"
+
+
+def test_cosine_schedule_decays_to_its_floor_and_clipping_trains(dataset: Path, tmp_path: Path) -> None:
+    config = tiny_config(dataset, tmp_path, teacher="none", warmup_epochs=4, semi_epochs=0, lr=1e-3,
+                         lr_schedule="cosine", lr_min_ratio=0.1, clip_grad=0.5)
+    assert config.lr_at(0.0) == pytest.approx(1e-3) and config.lr_at(1.0) == pytest.approx(1e-4)
+    assert config.lr_at(0.5) == pytest.approx(5.5e-4)
+    train(config, tmp_path / "run")
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # the rate of each epoch's last step: progress (e + 1/2) / 4 with 2 steps per epoch
+    assert rates == pytest.approx([config.lr_at((e + 0.5) / 4) for e in range(4)])
+    assert rates[0] > rates[1] > rates[2] > rates[3] > 1e-4
+    assert TrainConfig(lr=1e-3).lr_at(0.9) == 1e-3  # constant: the seed
+    with pytest.raises(InputError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
 
 
 def test_ablation_script_runs_on_given_folders(dataset: Path, tmp_path: Path) -> None:

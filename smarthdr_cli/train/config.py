@@ -7,6 +7,7 @@ what `--resume` continues with.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ TEACHERS = ("ema", "none")
 SCORERS = ("judge", "reference")
 NORMALISATIONS = ("global", "scene")
 K_DOMAINS = ("mu", "linear")
+LR_SCHEDULES = ("constant", "cosine")
 
 # The rows of the seed's Table 3 as switches (plus the fully supervised reference row "sup").
 ABLATION_ROWS: dict[str, dict[str, Any]] = {
@@ -53,6 +55,11 @@ class TrainConfig:
     checkpoint_activations: bool = False
     # optimisation (Adam as in the seed)
     lr: float = 2e-4
+    # The seed keeps the rate constant; cosine (to lr_min_ratio * lr at the last step) is for the
+    # short schedules a CPU allows, where the final steps at a high rate cost several dB.
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 0.01
+    clip_grad: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     batch: int = 64
@@ -98,6 +105,9 @@ class TrainConfig:
             (self.warmup_epochs >= 0 and self.semi_epochs >= 0, "epochs cannot be negative"),
             (self.warmup_epochs + self.semi_epochs >= 1, "nothing to train: warmup_epochs + semi_epochs is 0"),
             (self.lr > 0, f"lr {self.lr}: must be positive"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule {self.lr_schedule!r}: choose {', '.join(LR_SCHEDULES)}"),
+            (0.0 <= self.lr_min_ratio <= 1.0, f"lr_min_ratio {self.lr_min_ratio}: must be in [0, 1]"),
+            (self.clip_grad is None or self.clip_grad > 0, f"clip_grad {self.clip_grad}: must be positive"),
             (0.0 <= self.ema_alpha <= 1.0, f"ema_alpha {self.ema_alpha}: must be in [0, 1]"),
             (0.0 <= self.tau_patch <= 1.0 and 0.0 <= self.tau_pixel <= 1.0, "tau_patch and tau_pixel must be in [0, 1]"),
             (self.k_eps > 0, f"k_eps {self.k_eps}: must be positive"),
@@ -107,6 +117,14 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(f"training config: {message}")
+
+    def lr_at(self, progress: float) -> float:
+        """The learning rate after `progress` (0..1) of the whole run; stateless, so a resumed
+        run continues on the same curve."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        low = self.lr * self.lr_min_ratio
+        return low + 0.5 * (self.lr - low) * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
     @property
     def semi_supervised(self) -> bool:

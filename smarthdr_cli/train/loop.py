@@ -380,6 +380,8 @@ def train(
         )
         for step in range(steps):
             step_began = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at((epoch + step / steps) / total_epochs)
             sup = next(labeled_iter)
             uns = next(unlabeled_iter) if unlabeled_iter is not None else None
             inputs = _batch_inputs(sup, config.gamma, device)
@@ -404,6 +406,9 @@ def train(
                 raise InputError(f"epoch {epoch + 1} step {step + 1}: the loss is not finite; lower --lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if config.clip_grad is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(student.parameters(), config.clip_grad)
             scaler.step(optimizer)
             scaler.update()
             if teacher is not None and fixed_pseudo is None:
@@ -415,7 +420,7 @@ def train(
             reporter.step(step + 1, step_losses, samples / max(time.perf_counter() - step_began, 1e-9))
         step_seconds = time.perf_counter() - steps_began
         record.update({k: v / steps for k, v in sums.items()})
-        record.update({"steps": steps, "samples": seen, "samples_per_s": round(seen / step_seconds, 2)})
+        record.update({"steps": steps, "samples": seen, "samples_per_s": round(seen / step_seconds, 2), "lr": optimizer.param_groups[0]["lr"]})
         if dist.main and test_scenes and ((epoch + 1) % max(config.validate_every, 1) == 0 or epoch + 1 == total_epochs):
             record.update(validate(student, test_scenes, config, device))
         seconds = time.perf_counter() - began
