@@ -125,12 +125,17 @@ class TorchGFHDRBackend:
             channels_last=self.device_type == "cuda",
         )
 
-    def merge(self, bracket: Bracket) -> MergeResult:
+    @staticmethod
+    def refuses(bracket: Bracket) -> str | None:
+        """Why the network cannot merge `bracket` (it was trained on short, reference, long)."""
         if len(bracket) != 3 or bracket.reference != 1:
-            raise BackendError(
-                f"backend {self.name!r} merges three frames with the middle one as reference "
-                f"(got {len(bracket)} frames, reference {bracket.reference + 1}); use --backend classic"
-            )
+            return f"the network merges three frames with the middle one as reference (got {len(bracket)} frames, reference {bracket.reference + 1})"
+        return None
+
+    def merge(self, bracket: Bracket) -> MergeResult:
+        problem = self.refuses(bracket)
+        if problem:
+            raise BackendError(f"backend {self.name!r}: {problem}; use --backend classic")
         hdr, sigma = self.infer(
             bracket.images, [float(t) for t in bracket.exposures], bracket.gamma, with_uncertainty=self.options.uncertainty
         )

@@ -329,6 +329,21 @@ def create_backend(settings: MergeSettings, note: Note = _silent):  # -> smarthd
     return backend
 
 
+def _auto_fallback(backend, bracket: Bracket, settings: MergeSettings, note: Note):
+    """With --backend auto, a bracket the network cannot take (2 or 5 frames, another reference)
+    is merged by classic instead of failing; a backend named explicitly is never swapped."""
+    refuses = getattr(backend, "refuses", None)
+    problem = refuses(bracket) if settings.backend == "auto" and refuses is not None else None
+    if not problem:
+        return backend
+    if settings.uncertainty is not None:
+        raise BackendError(f"{problem}: only {backend.name} gives an uncertainty map; drop --uncertainty")
+    from smarthdr_backends.classic import ClassicBackend
+
+    note(f"{backend.name}: {problem}; auto merges this bracket with classic")
+    return ClassicBackend()
+
+
 def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _silent, backend=None) -> MergeReport:
     """The whole `smarthdr merge`: validate, merge with the chosen backend, write every output.
 
@@ -341,6 +356,7 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
     if backend is None:
         backend = create_backend(settings, note)
     bracket = load_bracket(paths, settings, report, note)
+    backend = _auto_fallback(backend, bracket, settings, note)
     note(f"merging {len(bracket)} frames with {backend.name} (reference {report.reference})")
     result = backend.merge(bracket)
     report.notes.extend(result.notes)

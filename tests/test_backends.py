@@ -53,6 +53,9 @@ def test_installed_entry_point_registers_classic():
 
 
 def test_third_party_plugins_are_discovered(monkeypatch):
+    import smarthdr_cli.model.weights as weights_module
+
+    monkeypatch.setattr(weights_module, "default_weights", lambda: None)
     _entry_points(monkeypatch, [
         metadata.EntryPoint("happy", f"{__name__}:HappyBackend", base.ENTRY_POINT_GROUP),
         metadata.EntryPoint("sad", f"{__name__}:SadBackend", base.ENTRY_POINT_GROUP),

@@ -10,6 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import OpenEXR
 import pytest
+import torch
 
 from smarthdr_cli.app import app
 from smarthdr_cli.io.hdr import read_hdr
@@ -36,12 +37,13 @@ def test_merges_the_bundled_example(runner, tmp_path):
     result = runner.invoke(app, ["merge", str(EXAMPLE), "-o", str(out), "--preview", str(preview), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["backend"] == "classic"
+    backend = "cuda" if torch.cuda.is_available() else "cpu"  # auto: the shipped network
+    assert report["backend"] == backend and report["weights"].startswith("gfhdr@")
     assert report["exposures"]["normalised"] == pytest.approx([1.0, 4.0, 16.0])
     assert report["reference"] == "2_medium.png" and report["response"] == "gamma 2.2"
     assert set(report["outputs"]) == {"hdr", "preview"} and report["seconds"] > 0
     header = OpenEXR.File(str(out)).header()
-    assert header["smarthdr:backend"] == "classic"
+    assert header["smarthdr:backend"] == backend and header["smarthdr:weights"] == report["weights"]
     assert header["smarthdr:exposureTimes"] == pytest.approx([1.0, 4.0, 16.0])
     assert header["smarthdr:reference"] == 1 and header["smarthdr:referenceFile"] == "2_medium.png"
     assert "t_short = 1" in header["smarthdr:exposureNote"]
@@ -54,7 +56,7 @@ def test_recovers_a_synthetic_scene_from_files_in_any_order(runner, tmp_path, st
     paths = write_bracket(tmp_path / "b", frames)
     shuffled = [paths[2], paths[0], paths[1]]
     out = tmp_path / "out.exr"
-    result = runner.invoke(app, ["merge", *map(str, shuffled), "-o", str(out), "--ev", "4,0,2", "--response", "gamma", "--json", "--float32"])
+    result = runner.invoke(app, ["merge", *map(str, shuffled), "-o", str(out), "--ev", "4,0,2", "--response", "gamma", "--json", "--float32", "--backend", "classic"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [Path(p).name for p in report["used"]] == ["frame1.png", "frame2.png", "frame3.png"]
@@ -185,7 +187,7 @@ def test_internal_errors_exit_1_without_traceback(runner, tmp_path, monkeypatch)
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(ClassicBackend, "merge", broken)
-    result = runner.invoke(app, ["merge", str(EXAMPLE), "-o", str(tmp_path / "o.exr")])
+    result = runner.invoke(app, ["merge", str(EXAMPLE), "-o", str(tmp_path / "o.exr"), "--backend", "classic"])
     assert "internal error" in _one_line_error(result, code=1)
     assert list(tmp_path.iterdir()) == []
 

@@ -70,7 +70,7 @@ def test_evaluate_table_and_errors(test_split: Path, tmp_path: Path, runner) -> 
     assert table.exit_code == 0 and "PSNR-mu" in table.output and "mean" in table.output
     for args, message in [
         (["evaluate", str(tmp_path / "none")], "no such folder"),
-        (["evaluate", str(test_split), "--backend", "cpu"], "weights"),
+        (["evaluate", str(test_split), "--backend", "cpu", "--weights", str(tmp_path / "none.safetensors")], "no such weights file"),
         (["evaluate", str(test_split), "--backend", "classic", "--save-dir", str(tmp_path / "missing")], "--save-dir"),
     ]:
         result = runner.invoke(app, args)

@@ -189,3 +189,27 @@ def test_activation_checkpointing_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+def test_inference_gives_the_image_border_reflected_context(tiny):
+    """The network never sees the image edge as its own (zero-padded) edge: the whole-image output
+    is the network's output on the frames mirrored outwards by BORDER pixels, cropped back."""
+    import numpy as np
+
+    from smarthdr_cli.model.inference import BORDER, infer_frames
+    from smarthdr_cli.preprocess import network_input
+
+    rng = np.random.default_rng(4)
+    frames = [rng.random((40, 56, 3)).astype(np.float32) for _ in range(3)]
+    exposures = [1.0, 4.0, 16.0]
+    hdr, sigma = infer_frames(tiny, frames, exposures, 2.2, tile=256, window=4, device=torch.device("cpu"))
+    assert hdr.shape == sigma.shape == (40, 56, 3)
+    mirrored = [np.pad(f, ((BORDER, BORDER), (BORDER, BORDER), (0, 0)), mode="reflect") for f in frames]
+    inputs = [network_input(torch.from_numpy(f).permute(2, 0, 1)[None], t, 2.2, axis=1) for f, t in zip(mirrored, exposures)]
+    with torch.no_grad():
+        expected, _ = tiny(*inputs)
+    expected = expected[0, :, BORDER:-BORDER, BORDER:-BORDER].permute(1, 2, 0).numpy()
+    assert np.abs(hdr - expected).max() < 1e-6
+    with torch.no_grad():  # and that differs from running the network on the bare image at its edges
+        bare, _ = tiny(*[network_input(torch.from_numpy(f).permute(2, 0, 1)[None], t, 2.2, axis=1) for f, t in zip(frames, exposures)])
+    assert np.abs(hdr[0] - bare[0, :, 0].permute(1, 0).numpy()).max() > 1e-4

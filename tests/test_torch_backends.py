@@ -15,6 +15,7 @@ from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
 from smarthdr_cli.model import GFHDR
 from smarthdr_cli.model.config import PRESETS
+from smarthdr_cli.model.inference import BORDER
 from smarthdr_cli.model.weights import save_weights
 from smarthdr_cli.preprocess import network_input
 
@@ -31,7 +32,15 @@ def weights(tmp_path_factory) -> Path:
     return path
 
 
-def test_without_weights_auto_falls_back_to_classic_and_says_why(runner, tmp_path):
+@pytest.fixture
+def no_shipped_weights(monkeypatch):
+    """A build without `weights/gfhdr.safetensors` (as a user who deleted it, or a plugin wheel)."""
+    import smarthdr_cli.model.weights as weights_module
+
+    monkeypatch.setattr(weights_module, "default_weights", lambda: None)
+
+
+def test_without_weights_auto_falls_back_to_classic_and_says_why(runner, tmp_path, no_shipped_weights):
     state = registry()["cpu"].availability(BackendOptions())
     assert not state.available and "--weights" in state.reason
     result = runner.invoke(app, ["merge", str(EXAMPLE), "-o", str(tmp_path / "o.exr"), "--json"])
@@ -63,11 +72,13 @@ def test_backend_feeds_the_network_eq1_inputs(weights):
     images = [rng.random((24, 40, 3)).astype(np.float32) for _ in range(3)]
     bracket = Bracket(images, np.array([1.0, 4.0, 16.0]), 1)
     result = backend.merge(bracket)
-    frames = [network_input(torch.from_numpy(im).permute(2, 0, 1)[None], t, 2.2, axis=1) for im, t in zip(images, (1.0, 4.0, 16.0))]
+    mirrored = [np.pad(im, ((BORDER, BORDER), (BORDER, BORDER), (0, 0)), mode="reflect") for im in images]  # see inference.BORDER
+    frames = [network_input(torch.from_numpy(im).permute(2, 0, 1)[None], t, 2.2, axis=1) for im, t in zip(mirrored, (1.0, 4.0, 16.0))]
     with torch.no_grad():
         expected, sigma = backend.model(*frames)
-    assert np.allclose(result.hdr, expected[0].permute(1, 2, 0).numpy(), atol=1e-6)
-    assert np.allclose(result.uncertainty, sigma[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    inside = (0, slice(None), slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    assert np.allclose(result.hdr, expected[inside].permute(1, 2, 0).numpy(), atol=1e-6)
+    assert np.allclose(result.uncertainty, sigma[inside].permute(1, 2, 0).numpy(), atol=1e-6)
     assert CpuBackend(BackendOptions(weights=weights)).merge(bracket).uncertainty is None  # judge skipped
 
 
@@ -89,6 +100,15 @@ def test_learned_backend_refuses_what_it_cannot_merge(runner, tmp_path, weights,
     paths = write_bracket(tmp_path / "two", frames[:2])
     result = runner.invoke(app, ["merge", *map(str, paths), "-o", str(tmp_path / "o.exr"), "--ev", "0,2", "--weights", str(weights), "--backend", "cpu"])
     assert result.exit_code == 2 and "three frames" in result.stderr
+    assert not (tmp_path / "o.exr").exists()
+    # auto never fails on a bracket classic can merge: it says so and merges it with classic
+    result = runner.invoke(app, ["merge", *map(str, paths), "-o", str(tmp_path / "o.exr"), "--ev", "0,2", "--weights", str(weights), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["backend"] == "classic"
+    assert "auto merges this bracket with classic" in result.stderr
+    result = runner.invoke(app, ["merge", *map(str, paths), "-o", str(tmp_path / "u.exr"), "--ev", "0,2", "--weights", str(weights), "--uncertainty", str(tmp_path / "s.exr")])
+    assert result.exit_code == 2 and "drop --uncertainty" in result.stderr
+    assert not (tmp_path / "u.exr").exists() and not (tmp_path / "s.exr").exists()
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not weights")
     result = runner.invoke(app, ["merge", str(EXAMPLE), "-o", str(tmp_path / "p.exr"), "--weights", str(bad), "--backend", "cpu"])
