@@ -35,11 +35,17 @@ def test_teacher_is_a_frozen_copy():
         assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
 
 
-def test_one_update_by_hand_and_buffers_copied():
+def changed_after_copy():
+    """A student, its teacher, the teacher's state, and the student changed after the copy."""
     s = student()
     t = make_teacher(s)
     before = {k: v.clone() for k, v in t.state_dict().items()}
     change(s)
+    return s, t, before
+
+
+def test_one_update_by_hand_and_buffers_copied():
+    s, t, before = changed_after_copy()
     ema_update(t, s, 0.75)
     for name, _ in s.named_parameters():
         expected = 0.75 * before[name] + 0.25 * s.state_dict()[name]
@@ -49,10 +55,7 @@ def test_one_update_by_hand_and_buffers_copied():
 
 
 def test_alpha_zero_copies_and_alpha_one_keeps():
-    s = student()
-    t = make_teacher(s)
-    before = {k: v.clone() for k, v in t.state_dict().items()}
-    change(s)
+    s, t, before = changed_after_copy()
     ema_update(t, s, 1.0)
     for name, _ in s.named_parameters():
         assert torch.equal(t.state_dict()[name], before[name]), name
