@@ -95,8 +95,8 @@ def merge(
     response: Annotated[
         str,
         typer.Option(
-            help="Camera response of JPEG/PNG/TIFF frames: auto (calibrate, but gamma for a folder with "
-            "exposure.txt; RAW needs none), gamma, calibrate, or a curve FILE (256 lines). "
+            help="Camera response of JPEG/PNG/TIFF frames: auto (calibrate, but gamma for TIFF/PNG frames in a folder "
+            "with exposure.txt; RAW needs none), gamma, calibrate, or a curve FILE (256 lines). "
             "RAW frames accept only auto or gamma."
         ),
     ] = "auto",
@@ -281,7 +281,7 @@ def evaluate(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
     precision: Annotated[str, typer.Option(help="Learned backends' arithmetic: auto, fp32, bf16 or fp16.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files in --save-dir.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object: scenes, mean, backend, weights.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object: scenes, mean, reference (the reference frame alone, linearised: the floor), backend, weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Score a backend on labeled test scenes: PSNR-mu, PSNR-l, SSIM-mu, SSIM-l and runtime per scene."""
@@ -305,6 +305,8 @@ def evaluate(
         table.add_row(row["name"], f"{row['psnr_mu']:.2f}", f"{row['psnr_l']:.2f}", f"{row['ssim_mu']:.4f}", f"{row['ssim_l']:.4f}", f"{row['seconds']:.2f}")
     mean = result["mean"]
     table.add_row("mean", f"{mean['psnr_mu']:.2f}", f"{mean['psnr_l']:.2f}", f"{mean['ssim_mu']:.4f}", f"{mean['ssim_l']:.4f}", "")
+    floor = result["reference"]
+    table.add_row("reference frame alone", f"{floor['psnr_mu']:.2f}", f"{floor['psnr_l']:.2f}", f"{floor['ssim_mu']:.4f}", f"{floor['ssim_l']:.4f}", "")
     Console(highlight=False).print(table)
 
 
@@ -317,15 +319,17 @@ def synth(
     split: Annotated[Optional[str], typer.Option(help="Write labeled/unlabeled/test folders, e.g. labeled=5,unlabeled=69,test=15.")] = None,
     height: Annotated[int, typer.Option(help="Image height in pixels.")] = 1000,
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1500,
-    ev_sets: Annotated[str, typer.Option(help="EV sets (short,reference,long) separated by ';'; each scene draws one.")] = "-2,0,2;-3,0,3",
-    bits: Annotated[int, typer.Option(help="Bits per sample of the TIFF frames: 8 or 16.")] = 16,
-    response: Annotated[str, typer.Option(help="Camera response: gamma (2.2) or s-curve (sRGB with a contrast S-curve).")] = "gamma",
-    noise: Annotated[float, typer.Option(help="Read-noise standard deviation relative to full scale (0 = none).")] = 0.0005,
-    shot_gain: Annotated[float, typer.Option(help="Shot-noise variance per unit of signal (0 = none).")] = 0.0001,
-    objects: Annotated[str, typer.Option(help="Moving objects per scene: N or FEWEST-MOST; 0 for static scenes.")] = "1-4",
-    camera_shift: Annotated[float, typer.Option(help="Largest camera shift of a non-reference frame, pixels.")] = 4.0,
-    camera_rotation: Annotated[float, typer.Option(help="Largest camera rotation of a non-reference frame, degrees.")] = 0.5,
+    profile: Annotated[str, typer.Option(help="How scenes are shot: custom (the capture flags below), mixed (the training mix: every factor drawn per scene) or a test class: dim, bright, clipped, camera-motion, moving, tone-jpeg.")] = "custom",
+    ev_sets: Annotated[Optional[str], typer.Option(help="EV sets (short,reference,long) separated by ';'; each scene draws one. Default: -2,0,2;-3,0,3. Profile custom only.")] = None,
+    bits: Annotated[Optional[int], typer.Option(help="Bits per sample of the TIFF frames: 8 or 16. Default: 16. Profile custom only.")] = None,
+    response: Annotated[Optional[str], typer.Option(help="Camera response: gamma (2.2), s-curve (sRGB with a contrast S-curve) or film. Default: gamma. Profile custom only.")] = None,
+    noise: Annotated[float, typer.Option(help="Read-noise standard deviation relative to full scale (0 = none), before the per-scene ISO factor.")] = 0.0005,
+    shot_gain: Annotated[float, typer.Option(help="Shot-noise variance per unit of signal (0 = none), before the per-scene ISO factor.")] = 0.0001,
+    objects: Annotated[Optional[str], typer.Option(help="Moving objects per scene: N or FEWEST-MOST; 0 for static scenes. Default: 1-4. Profile custom only.")] = None,
+    camera_shift: Annotated[Optional[float], typer.Option(help="Largest camera shift of a non-reference frame, pixels. Default: 4. Profile custom only.")] = None,
+    camera_rotation: Annotated[Optional[float], typer.Option(help="Largest camera rotation of a non-reference frame, degrees. Default: 0.5. Profile custom only.")] = None,
     hdr_source: Annotated[Optional[Path], typer.Option(help="Folder of real HDR photographs (.exr/.hdr) to use instead of procedural scenes.")] = None,
+    procedural_share: Annotated[float, typer.Option(help="With --hdr-source: this fraction of the scenes is procedural instead.")] = 0.0,
     jobs: Annotated[int, typer.Option(help="Worker processes (output is identical for any number).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the scenes of an earlier run in OUT.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -333,11 +337,20 @@ def synth(
     """Generate labeled dynamic brackets with HDR ground truth (Kalantari layout) for training and tests."""
     from smarthdr_cli.data.synth import SynthSettings, generate, parse_ev_sets, parse_objects, parse_split
 
+    from smarthdr_cli.errors import InputError
+
+    capture = {"ev-sets": ev_sets, "bits": bits, "response": response, "objects": objects, "camera-shift": camera_shift, "camera-rotation": camera_rotation}
+    given = [name for name, value in capture.items() if value is not None]
+    if profile != "custom" and given:
+        raise InputError(f"--{given[0]}: --profile {profile} draws it per scene; drop it or use --profile custom")
+    defaults = SynthSettings()
     settings = SynthSettings(
-        scenes=scenes, seed=seed, height=height, width=width, ev_sets=parse_ev_sets(ev_sets), bits=bits, response=response,
-        noise=noise, shot_gain=shot_gain, objects=parse_objects(objects), camera_shift=camera_shift,
-        camera_rotation=camera_rotation, hdr_source=hdr_source, split=parse_split(split) if split else None,
-        overwrite=overwrite, jobs=jobs,
+        scenes=scenes, seed=seed, height=height, width=width, ev_sets=parse_ev_sets(ev_sets) if ev_sets else defaults.ev_sets,
+        bits=defaults.bits if bits is None else bits, response=response or defaults.response, noise=noise, shot_gain=shot_gain,
+        objects=parse_objects(objects) if objects is not None else defaults.objects,
+        camera_shift=defaults.camera_shift if camera_shift is None else camera_shift,
+        camera_rotation=defaults.camera_rotation if camera_rotation is None else camera_rotation, hdr_source=hdr_source,
+        split=parse_split(split) if split else None, profile=profile, procedural_share=procedural_share, overwrite=overwrite, jobs=jobs,
     )
     console = _stderr()
     progress = None if quiet else (lambda done, total: console.print(f"scene {done}/{total}", markup=False) if done == total or done % 10 == 0 else None)
@@ -375,6 +388,7 @@ def train(
     perceptual: Annotated[Optional[bool], typer.Option("--perceptual/--no-perceptual", help="Use the VGG-16 perceptual loss. Default: on.")] = None,
     vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG-16 weights (torchvision's vgg16-397923af.pth or .safetensors) instead of downloading.")] = None,
     uncertainty_loss: Annotated[Optional[bool], typer.Option("--uncertainty-loss/--no-uncertainty-loss", help="Train the judge with L^k (eq. 10). Default: on.")] = None,
+    detach_judge: Annotated[Optional[bool], typer.Option("--detach-judge/--no-detach-judge", help="The judge reads F_att without sending L^k's gradient into the trunk. --no-detach-judge: the gradient flows through (the first version's behaviour). Default: detached.")] = None,
     k_eps: Annotated[Optional[float], typer.Option(help="Added to sigma^2 in L^k. Default: 1e-6.")] = None,
     k_domain: Annotated[Optional[str], typer.Option(help="Values compared by L^k: mu (tone-mapped) or linear. Default: mu.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Teacher: ema (mean teacher) or none (supervised baseline). Default: ema.")] = None,
@@ -408,7 +422,7 @@ def train(
         "labeled": as_text(labeled), "unlabeled": as_text(unlabeled), "pseudo": as_text(pseudo), "test": as_text(test),
         "model": model, "init_weights": as_text(init_weights), "checkpoint_activations": checkpoint_activations, "warmup_epochs": warmup_epochs, "semi_epochs": semi_epochs,
         "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "lr_schedule": lr_schedule, "lr_min_ratio": lr_min_ratio, "clip_grad": clip_grad, "patch": patch, "stride": stride, "lambda_u": lambda_u,
-        "lambda_v": lambda_v, "perceptual": perceptual, "vgg_weights": as_text(vgg_weights), "uncertainty_loss": uncertainty_loss,
+        "lambda_v": lambda_v, "perceptual": perceptual, "vgg_weights": as_text(vgg_weights), "uncertainty_loss": uncertainty_loss, "detach_judge": detach_judge,
         "k_eps": k_eps, "k_domain": k_domain, "teacher": "none" if no_teacher else teacher, "ema_alpha": ema_alpha,
         "scorer": scorer, "patch_mask": patch_mask, "pixel_mask": pixel_mask, "tau_patch": tau_patch, "tau_pixel": tau_pixel,
         "normalisation": normalisation, "strong_aug": strong_aug, "seed": seed, "device": device, "threads": threads,

@@ -2,7 +2,7 @@
 
 Used for the bundled example, the synthetic round-trip tests, the benchmarks and the synthetic
 training data (`smarthdr_cli.data.synth`): exposure, optional Gaussian-Poisson noise, clipping, a
-response curve (gamma 2.2 or an S-shaped, camera-like curve) and quantisation to 8 or 16 bits.
+response curve (gamma 2.2, an S-shaped camera-like curve or a film-like curve, optionally lifted by a black offset) and quantisation to 8 or 16 bits.
 """
 from __future__ import annotations
 
@@ -22,6 +22,26 @@ def s_curve(linear: np.ndarray, contrast: float = 1.6) -> np.ndarray:
     linear = np.clip(linear, 0.0, 1.0)
     encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
     return encoded**contrast / (encoded**contrast + (1.0 - encoded) ** contrast)
+
+
+def film_curve(linear: np.ndarray, toe: float = 60.0, contrast: float = 0.9) -> np.ndarray:
+    """A film-like characteristic curve: the log response of a negative, scaled to [0, 1]. It
+    lifts the midtones and compresses the highlights far more than x^(1/2.2) (a long shoulder),
+    with a toe in the deep shadows; `toe` sets where the log part starts (log1p(toe * x)),
+    `contrast` bends the midtones."""
+    linear = np.clip(linear, 0.0, 1.0)
+    encoded = np.log1p(toe * linear) / np.log1p(toe)
+    return encoded**contrast
+
+
+def with_black(curve: Callable[[np.ndarray], np.ndarray], black: float) -> Callable[[np.ndarray], np.ndarray]:
+    """`curve` whose lowest code is `black` (film base, scanner or JPEG lift), not 0: the encoded
+    range [0, 1] is squeezed into [black, 1]."""
+
+    def lifted(linear: np.ndarray) -> np.ndarray:
+        return black + (1.0 - black) * curve(linear)
+
+    return lifted
 
 
 def sensor_noise(signal: np.ndarray, read_noise: float, shot_gain: float, rng: np.random.Generator) -> np.ndarray:

@@ -6,6 +6,10 @@ linear values; PSNR-mu after the mu-law of eq. 4 (mu = 5000); SSIM as Wang et al
 MATLAB code (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range 1), averaged over the
 three colour channels, on the linear (SSIM-l) and mu-law (SSIM-mu) images. Runtime is the
 backend's merge of one scene, reading and metrics excluded.
+
+Every evaluation also scores the floor any merge must clear: the reference frame alone,
+linearised (`x^2.2 / t` of the middle frame, as read), reported as `reference` beside the
+backend's figures. A merge below it has made the image worse than not merging.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from smarthdr_cli.bracket import Bracket
+from smarthdr_cli.bracket import GAMMA, Bracket
 from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, read_scene
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.io.hdr import write_hdr
@@ -72,12 +76,17 @@ def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note:
         result = backend.merge(bracket)
         seconds = time.perf_counter() - began
         assert scene.gt is not None
-        rows.append({"name": source.name, **scene_metrics(result.hdr, scene.gt), "seconds": round(seconds, 3)})
+        floor = np.minimum(np.power(scene.frames[1], GAMMA) / scene.exposures[1], 1.0)
+        rows.append({
+            "name": source.name, **scene_metrics(result.hdr, scene.gt), "seconds": round(seconds, 3),
+            "reference": scene_metrics(floor, scene.gt),
+        })
         if settings.save_dir is not None:
             _save(settings.save_dir, source.name, result.hdr, settings.overwrite)
         if progress:
             progress(number + 1, len(sources), source.name)
     keys = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    floor = {k: float(np.mean([r["reference"][k] for r in rows])) for k in keys}
     weights_id = getattr(backend, "weights_id", None)
-    return {"scenes": rows, "mean": mean, "backend": backend.name, "weights": weights_id}
+    return {"scenes": rows, "mean": mean, "reference": floor, "backend": backend.name, "weights": weights_id}

@@ -194,7 +194,10 @@ def _response(setting: str, frames: Sequence[Frame], layout: bool, note: Note) -
     if setting == "auto":
         if raw:
             return None
-        setting = "gamma" if layout else "calibrate"
+        # Kalantari folders hold gamma-2.2 TIFFs by convention; a JPEG is a camera's (or a
+        # scanner's) output whatever folder it sits in, and its tone curve is unknown.
+        jpeg = any(f.path.suffix.lower() in (".jpg", ".jpeg") for f in frames)
+        setting = "gamma" if layout and not jpeg else "calibrate"
     if setting == "gamma":
         return None
     if raw:

@@ -170,7 +170,12 @@ def test_parallel_jobs_match_serial(runner, tmp_path, static_scene):
         results[jobs] = {p.relative_to(out): read_hdr(p) for p in out.rglob("*.exr")}
     assert results[1].keys() == results[2].keys() and len(results[1]) == 2
     for name in results[1]:
-        assert np.allclose(results[1][name], results[2][name], atol=1e-6)
+        serial, parallel = results[1][name], results[2][name]
+        # Workers run the network with 1 thread instead of 2, which rounds some fp32 sums
+        # differently; in the half-precision EXR that can flip one ulp (2^-10 relative at most).
+        # Measured on this project's CPU: 0.05% of the values, 9.7e-4 relative at most.
+        assert np.allclose(serial, parallel, rtol=2.0**-10, atol=1e-6)
+        assert (serial != parallel).mean() < 0.01
 
 
 def test_files_without_exif_times_need_bracket_size(runner, tmp_path, static_scene):

@@ -11,6 +11,7 @@ import pytest
 from smarthdr_cli.app import app
 from smarthdr_cli.data.synth import SynthSettings, generate
 from smarthdr_cli.io.hdr import read_hdr
+from smarthdr_cli.io.ldr import read_ldr
 from smarthdr_cli.metrics import psnr_l, psnr_mu, ssim_l, ssim_mu
 
 
@@ -52,22 +53,29 @@ def test_evaluate_json_and_saved_predictions(test_split: Path, tmp_path: Path, r
     result = runner.invoke(app, ["evaluate", str(test_split), "--backend", "classic", "--json", "-q", "--save-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"scenes", "mean", "backend", "weights"} and data["backend"] == "classic"
+    assert set(data) == {"scenes", "mean", "reference", "backend", "weights"} and data["backend"] == "classic"
     assert [s["name"] for s in data["scenes"]] == sorted(p.name for p in test_split.iterdir())
     for scene in data["scenes"]:
-        assert set(scene) == {"name", "psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "seconds"}
+        assert set(scene) == {"name", "psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "seconds", "reference"}
         saved = read_hdr(tmp_path / f"{scene['name']}.exr")
         truth = read_hdr(test_split / scene["name"] / "HDRImg.hdr")
+        # the floor: the reference frame alone (16-bit gamma TIFF), linearised, against the same GT
+        middle = read_ldr(test_split / scene["name"] / "input_2.tif")[0]
+        exposures = [2.0 ** float(v) for v in (test_split / scene["name"] / "exposure.txt").read_text().split()]
+        floor = np.minimum(middle.astype(np.float32) ** 2.2 / exposures[1], 1.0)
+        assert psnr_mu(floor, truth) == pytest.approx(scene["reference"]["psnr_mu"], abs=1e-3)
         # the saved EXR is half precision: the scores recomputed from it agree closely
         assert psnr_mu(saved, truth) == pytest.approx(scene["psnr_mu"], abs=0.05)
         assert 25 < scene["psnr_mu"] < 80 and 0 < scene["ssim_mu"] <= 1
         assert (tmp_path / f"{scene['name']}.jpg").is_file()
     assert data["mean"]["psnr_mu"] == pytest.approx(np.mean([s["psnr_mu"] for s in data["scenes"]]))
+    assert data["reference"]["psnr_mu"] == pytest.approx(np.mean([s["reference"]["psnr_mu"] for s in data["scenes"]]))
 
 
 def test_evaluate_table_and_errors(test_split: Path, tmp_path: Path, runner) -> None:
     table = runner.invoke(app, ["evaluate", str(test_split), "--backend", "classic", "-q"])
     assert table.exit_code == 0 and "PSNR-mu" in table.output and "mean" in table.output
+    assert "reference frame alone" in table.output
     for args, message in [
         (["evaluate", str(tmp_path / "none")], "no such folder"),
         (["evaluate", str(test_split), "--backend", "cpu", "--weights", str(tmp_path / "none.safetensors")], "no such weights file"),

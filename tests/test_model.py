@@ -213,3 +213,38 @@ def test_inference_gives_the_image_border_reflected_context(tiny):
     with torch.no_grad():  # and that differs from running the network on the bare image at its edges
         bare, _ = tiny(*[network_input(torch.from_numpy(f).permute(2, 0, 1)[None], t, 2.2, axis=1) for f, t in zip(frames, exposures)])
     assert np.abs(hdr[0] - bare[0, :, 0].permute(1, 0).numpy()).max() > 1e-4
+
+
+def _trunk_and_judge_grads(config: GFHDRConfig) -> tuple[float, float]:
+    """Gradient norms of a sigma-only loss on the trunk (F_att's convolutions) and on the judge."""
+    torch.manual_seed(0)
+    model = GFHDR(config).train()
+    _, sigma = model(*_frames(16, 16))
+    sigma.mean().backward()
+    trunk = sum(float(p.grad.norm()) for name, p in model.named_parameters() if name.startswith(("conv_f", "att_", "conv_fuse")) and p.grad is not None)
+    judge = sum(float(p.grad.norm()) for name, p in model.named_parameters() if name.startswith("judge.") and p.grad is not None)
+    return trunk, judge
+
+
+def test_judge_is_detached_from_the_trunk_by_default():
+    assert PRESETS["tiny"].judge_detach
+    trunk, judge = _trunk_and_judge_grads(PRESETS["tiny"])
+    assert trunk == 0.0 and judge > 0.0
+    from dataclasses import replace
+
+    through = replace(PRESETS["tiny"], judge_detach=False)
+    trunk, judge = _trunk_and_judge_grads(through)
+    assert trunk > 0.0 and judge > 0.0
+    assert through == PRESETS["tiny"]  # a training choice: weights trained either way fit either
+
+
+def test_judge_detach_is_stored_with_the_weights(tmp_path: Path):
+    from dataclasses import replace
+
+    model = GFHDR(replace(PRESETS["tiny"], judge_detach=False))
+    path = tmp_path / "through.safetensors"
+    save_weights(model, path)
+    loaded, card = load_weights(path)
+    assert loaded.config.judge_detach is False and card["config"]["judge_detach"] is False
+    old = {k: v for k, v in PRESETS["tiny"].to_dict().items() if k != "judge_detach"}  # weights from before the switch
+    assert GFHDRConfig.from_dict(old).judge_detach is True

@@ -365,3 +365,145 @@ def test_shared_hdr_training_panoramas(tmp_path, shared_data):
         folder = tmp_path / "out" / entry["folder"]
         assert sorted(p.name for p in folder.iterdir()) == sorted([*FRAME_NAMES, GT_NAME, MOTION_NAME, "exposure.txt"])
         assert 0.0 < read_hdr(folder / GT_NAME).max() <= 1.0
+
+
+# --------------------------------------------------------------------------- profiles: how scenes are shot
+
+
+def profiled(profile: str, **changes) -> SynthSettings:
+    return SynthSettings(**{"height": 96, "width": 144, "profile": profile, **changes})
+
+
+def saturated(frame: np.ndarray, every_channel: bool = False) -> float:
+    clipped = frame >= 0.98 * np.iinfo(frame.dtype).max
+    return float((clipped.all(axis=2) if every_channel else clipped.any(axis=2)).mean())
+
+
+@pytest.fixture
+def photograph(tmp_path) -> Path:
+    """A smooth, photograph-like radiance map over about 12 stops (channels move together)."""
+    from smarthdr_cli.camera import value_noise
+
+    rng = np.random.default_rng(1)
+    stops = -10.0 + 12.0 * np.clip(0.7 * value_noise(rng, 120, 180, 30) + 0.3 * value_noise(rng, 120, 180, 6), 0, 1)
+    image = np.exp2(stops)[:, :, None] * np.array([1.0, 0.9, 0.8], np.float32)
+    write_hdr(tmp_path / "photo.exr", image.astype(np.float32))
+    return tmp_path / "photo.exr"
+
+
+@pytest.mark.parametrize("profile", ["dim", "bright", "clipped"])
+def test_exposure_placement_classes(profile, photograph):
+    synth._load_source.cache_clear()
+    for index in range(4):
+        scene = synth_scene(profiled(profile, hdr_source=photograph), index)
+        short, reference, long = (saturated(frame) for frame in scene.frames)
+        assert scene.params["capture"]["name"] == profile
+        assert saturated(scene.frames[2], every_channel=True) < 0.97  # merge refuses an all-white frame
+        if profile == "dim":  # the reference frame nowhere saturated, the short one deep in shadow
+            assert reference <= 0.002 and short == 0.0
+            assert float(np.percentile(scene.gt, 99.9)) < 0.1
+        elif profile == "bright":  # highlights clip in the short frame too
+            assert short > 0.0 and scene.params["scene"]["key"] >= 2.5
+        else:  # large regions clipped in every frame
+            assert short > 0.01 and scene.params["clipped_in_gt"] > 0.01 and scene.params["scene"]["key"] >= 5.0  # 8-40, less where the long frame would clip entirely
+
+
+def test_camera_motion_class_is_hand_held_with_perspective():
+    for index in range(3):
+        scene = synth_scene(profiled("camera-motion", **QUIET), index)
+        capture = scene.params["capture"]
+        assert capture["camera_shift"] == pytest.approx(0.03 * 144) and capture["camera_rotation"] == 1.5
+        for frame in (0, 2):
+            move = scene.params["camera"][frame]
+            assert max(abs(v) for v in move["shift"]) <= 0.03 * 144 and abs(move["rotation"]) <= 1.5
+            assert move["perspective"] and max(abs(v) for v in move["perspective"]) <= 0.01
+            moved = synth._camera_warp(scene.radiance[1], move["shift"], move["rotation"], move["perspective"])
+            agree = np.abs(scene.radiance[frame] - moved).max(axis=2) <= 1e-3 * np.abs(moved).max(axis=2) + 1e-6
+            assert agree.mean() > 0.5  # everywhere but where objects moved (params are rounded: not exact)
+
+
+def test_perspective_moves_the_corners_by_about_the_given_fraction():
+    image = np.zeros((100, 200, 3), np.float32)
+    image[2:4, 2:4] = 1.0  # a dot near the top-left corner
+    moved = synth._camera_warp(image, [0.0, 0.0], 0.0, [0.02, 0.0])
+    before = np.argwhere(image[:, :, 0] > 0.5).mean(axis=0)
+    after = np.argwhere(moved[:, :, 0] > 0.25).mean(axis=0)
+    assert 0.5 < float(np.hypot(*(after - before))) < 6.0  # 2% of the short side is 2 px; the corner moves a few px
+    assert np.array_equal(synth._camera_warp(image, [0.0, 0.0], 0.0, [0.0, 0.0]), synth._camera_warp(image, [0.0, 0.0], 0.0))
+
+
+def test_tone_jpeg_class_writes_camera_jpegs_with_lifted_blacks(tmp_path):
+    settings = profiled("tone-jpeg", scenes=3)
+    summary = generate(tmp_path / "out", settings)
+    responses = []
+    for entry, index in zip(summary["scenes"], range(3)):
+        capture = entry["capture"]
+        assert capture["response"] in ("s-curve", "film") and capture["bits"] == 8 and 70 <= capture["jpeg_quality"] <= 95
+        assert 0.02 <= capture["black"] <= 0.075
+        folder = tmp_path / "out" / entry["folder"]
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == sorted([*synth.JPEG_FRAME_NAMES, GT_NAME, MOTION_NAME, "exposure.txt"])
+        scene = synth_scene(settings, index)
+        for name, frame in zip(synth.JPEG_FRAME_NAMES, scene.frames):
+            assert np.array_equal(cv2.imread(str(folder / name))[:, :, ::-1], frame)  # what is on disk is what was made
+        # the darkest codes sit at the black offset, not at 0 (JPEG ringing aside)
+        assert np.percentile(scene.frames[0], 1) >= 255 * capture["black"] - 6
+        # merge calibrates a JPEG bracket even in a Kalantari folder with exposure.txt
+        frames, exposure_file = resolve_inputs([folder])
+        report = MergeReport(inputs=[str(p) for p in frames])
+        load_bracket(frames, MergeSettings(output=tmp_path / "x.exr"), report, exposure_file=exposure_file)
+        assert exposure_file is not None
+        responses.append(report.response)
+    # measured: scene 0 too flat to constrain a curve (merge says so and assumes gamma), 1 and 2 calibrated
+    assert responses.count("calibrated") >= 2 and set(responses) <= {"calibrated", "gamma 2.2"}
+
+
+def test_film_curve_lifts_shadows_more_than_gamma():
+    from smarthdr_cli.camera import film_curve, gamma_curve, with_black
+
+    linear = np.array([0.0, 0.001, 0.01, 0.1, 1.0])
+    film = film_curve(linear)
+    assert film[0] == 0.0 and film[-1] == pytest.approx(1.0) and np.all(np.diff(film) > 0)
+    gamma = gamma_curve(linear)
+    assert film[3] > gamma[3] + 0.1  # midtones lifted, highlights compressed: not a gamma curve
+    assert film[1] < gamma[1]  # a toe in the deep shadows
+    lifted = with_black(film_curve, 0.05)(linear)
+    assert lifted[0] == pytest.approx(0.05) and lifted[-1] == pytest.approx(1.0)
+
+
+def test_mixed_profile_covers_every_factor():
+    settings = profiled("mixed", procedural_share=0.0)
+    captures = [synth_scene(settings, index).params["capture"] for index in range(40)]
+    names = {c["name"] for c in captures}
+    assert {"mixed:standard", "mixed:dim", "mixed:bright", "mixed:clipped"} <= names
+    assert {tuple(c["ev"]) for c in captures} & set(synth.UNEVEN_EV_SETS)
+    assert {c["response"] for c in captures} == {"gamma", "s-curve", "film"} and {c["bits"] for c in captures} == {8, 16}
+    assert any(c["jpeg_quality"] for c in captures) and any(c["perspective"] > 0.005 for c in captures)
+    assert max(c["objects"][1] for c in captures) == 6 and min(c["objects"][0] for c in captures) == 0
+
+
+def test_procedural_share_mixes_photographs_and_procedural_scenes(hdr_folder):
+    synth._load_source.cache_clear()
+    settings = profiled("mixed", hdr_source=hdr_folder, procedural_share=0.5)
+    kinds = [synth_scene(settings, index).params["scene"]["kind"] for index in range(12)]
+    assert set(kinds) == {"hdr", "procedural"}
+    with pytest.raises(InputError, match="--procedural-share needs --hdr-source"):
+        synth.check_settings(profiled("mixed", procedural_share=0.5))
+
+
+def test_custom_profile_is_the_first_versions_engine():
+    """The capture flags keep their meaning: a custom scene carries no drawn capture."""
+    scene = synth_scene(small(), 2)
+    assert "capture" not in scene.params and scene.params["response"] == "gamma" and scene.params["bits"] == 16
+
+
+def test_profile_flags_conflict_on_the_command_line(tmp_path, runner):
+    from smarthdr_cli.app import app
+
+    result = runner.invoke(app, ["synth", str(tmp_path / "o"), "--profile", "dim", "--bits", "8", "--scenes", "1"])
+    assert result.exit_code == 2 and "--bits: --profile dim draws it per scene" in result.output
+    result = runner.invoke(app, ["synth", str(tmp_path / "o"), "--profile", "nope", "--scenes", "1"])
+    assert result.exit_code == 2 and "--profile nope" in result.output
+    result = runner.invoke(app, ["synth", str(tmp_path / "o"), "--profile", "clipped", "--scenes", "2", "--height", "64", "--width", "96", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "synth.json").read_text())["settings"]["profile"] == "clipped"

@@ -275,3 +275,15 @@ def test_teacher_augmentation_is_undone(dataset: Path, tmp_path: Path) -> None:
         moved = teacher_predict(Reference(), scene, gamma=2.2, device=torch.device("cpu"), aug=aug)
         for a, b in zip(plain, moved):
             assert a.shape == b.shape and np.allclose(a, b, atol=1e-6)
+
+
+def test_judge_gradient_switch_reaches_the_network_and_its_weights(dataset: Path, tmp_path: Path) -> None:
+    from smarthdr_cli.train.loop import model_config
+
+    assert model_config(TrainConfig(model="tiny")).judge_detach is True  # the default
+    assert model_config(TrainConfig(model="tiny", detach_judge=False)).judge_detach is False
+    assert resolve(None, {"detach_judge": False}).detach_judge is False
+    result = train(tiny_config(dataset, tmp_path, warmup_epochs=1, semi_epochs=0, teacher="none", detach_judge=False), tmp_path / "run")
+    loaded, card = load_weights(result.final)
+    assert loaded.config.judge_detach is False and card["config"]["judge_detach"] is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["detach_judge"] is False

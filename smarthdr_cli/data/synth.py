@@ -42,6 +42,13 @@ split or the other parts' settings; e.g. turning noise off leaves the content un
   variance `noise^2 + shot_gain * signal`, both scaled per scene by a random ISO factor
   2^U(-1, 1)), clipping to [0, 1], a response curve (gamma 2.2, or `s-curve`: sRGB plus a
   contrast S-curve like a camera JPEG) and quantisation to 8 or 16 bits (`camera.expose`).
+* **Profiles**: with `profile="custom"` every scene is shot with the settings' fields; any
+  other profile draws the capture of each scene (`Capture`, `draw_capture`) from a stream of
+  its own: "mixed" (the training distribution) draws exposure placement (standard, dim,
+  bright, clipped in all frames), EV set (even or uneven), hand-held motion with perspective,
+  0-6 objects, tone curve and storage (16-bit gamma as merge makes of a RAW, 8-bit gamma,
+  S-curve or film curve with lifted blacks stored as JPEGs) and ISO independently; the test
+  classes (TEST_CLASSES) each push one of those factors. Custom scenes are those of format 1.
 * **Ground truth** (`HDRImg.hdr`): the reference frame's radiance (no camera motion, objects at
   their reference poses), in the same units as the frames (t_short = 1), clipped to [0, 1] like
   Kalantari's ground truth: radiance above 1 clips in every frame, so a merge of the bracket can
@@ -76,7 +83,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from smarthdr_cli.camera import expose, gamma_curve, s_curve, value_noise
+from smarthdr_cli.camera import expose, film_curve, gamma_curve, s_curve, value_noise, with_black
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import is_hdr, read_hdr, write_hdr
 from smarthdr_cli.io.output import atomic_folder, atomic_output
@@ -87,12 +94,13 @@ MIN_SIZE = 64
 SPLIT_NAMES = ("labeled", "unlabeled", "test")
 SPLIT_HAS_GT = {"labeled": True, "unlabeled": False, "test": True}
 FRAME_NAMES = ("input_1.tif", "input_2.tif", "input_3.tif")
+JPEG_FRAME_NAMES = ("input_1.jpg", "input_2.jpg", "input_3.jpg")
 EXPOSURE_NAME = "exposure.txt"
 GT_NAME = "HDRImg.hdr"
 MOTION_NAME = "motion.pgm"  # not .png: `merge.resolve_inputs` takes every PNG/TIFF of a folder as a frame
 SUMMARY_NAME = "synth.json"
 REFERENCE = 1  # the middle frame of every EV set
-RESPONSES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"gamma": gamma_curve, "s-curve": s_curve}
+RESPONSES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"gamma": gamma_curve, "s-curve": s_curve, "film": film_curve}
 
 KEY_RANGE = (0.3, 2.0)  # 99.9th percentile of luminance, in units of the short frame's clip level
 LONG_MEDIAN_MAX = 0.7  # the median pixel of the long frame stays below clipping (linear) ...
@@ -101,7 +109,7 @@ LIGHT_RANGE = (1e3, 1e4)  # light sources relative to the scene's mean radiance
 ISO_STOPS = 1.0  # per-scene noise scale 2^U(-ISO_STOPS, ISO_STOPS)
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _PARTIAL = re.compile(r"^\..+\.partial$")
-_STREAMS = ("source", "content", "objects", "camera", "capture")
+_STREAMS = ("source", "content", "objects", "camera", "capture", "profile")  # append only: keeps older streams
 
 
 # --------------------------------------------------------------------------- settings
@@ -117,6 +125,10 @@ class SynthSettings:
     `objects`: (fewest, most) moving objects per scene; (0, 0) gives static scenes.
     `camera_shift` (pixels) and `camera_rotation` (degrees): largest camera motion of a
     non-reference frame; 0 and 0 disable it. `jobs`: worker processes for `generate`.
+    `procedural_share`: with `hdr_source`, this fraction of the scenes is procedural instead.
+    `profile`: "custom" shoots every scene with the fields above; any other name of PROFILES
+    draws the capture of each scene (EV set, exposure placement, camera motion, objects, tone
+    curve, bit depth, JPEG, ISO) from that profile instead, and those fields are not used.
     """
 
     scenes: int | None = None
@@ -133,6 +145,8 @@ class SynthSettings:
     camera_rotation: float = 0.5
     hdr_source: Path | None = None
     split: dict[str, int] | None = None
+    profile: str = "custom"
+    procedural_share: float = 0.0
     overwrite: bool = False
     jobs: int = 1
 
@@ -166,12 +180,17 @@ def check_settings(settings: SynthSettings) -> None:
         raise InputError(f"bits {settings.bits}: choose 8 or 16")
     if settings.response not in RESPONSES:
         raise InputError(f"--response {settings.response}: choose {', '.join(RESPONSES)}")
+    if settings.profile not in PROFILES:
+        raise InputError(f"--profile {settings.profile}: choose {', '.join(PROFILES)}")
     if not isinstance(settings.seed, int) or settings.seed < 0:
         raise InputError(f"--seed {settings.seed}: must be a non-negative integer")
     _finite(settings.noise, "--noise", 0.0, 0.5)
     _finite(settings.shot_gain, "--shot-gain", 0.0, 0.5)
     _finite(settings.camera_shift, "--camera-shift", 0.0, 0.25 * min(settings.height, settings.width))
     _finite(settings.camera_rotation, "--camera-rotation", 0.0, 45.0)
+    _finite(settings.procedural_share, "--procedural-share", 0.0, 1.0)
+    if settings.procedural_share and settings.hdr_source is None:
+        raise InputError("--procedural-share needs --hdr-source (without it every scene is procedural)")
     low, high = settings.objects
     if not 0 <= low <= high <= 16:
         raise InputError(f"--objects {low},{high}: need 0 <= fewest <= most <= 16")
@@ -287,6 +306,122 @@ def _bbox(cx: float, cy: float, radius: float, height: int, width: int) -> tuple
     y0, y1 = max(0, int(cy - radius)), min(height, int(cy + radius) + 2)
     x0, x1 = max(0, int(cx - radius)), min(width, int(cx + radius) + 2)
     return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+# --------------------------------------------------------------------------- how a scene is shot
+
+
+@dataclass(frozen=True)
+class Capture:
+    """How one scene is shot: the fixed settings of profile "custom", or one scene's draw of a profile.
+
+    `key_range`: where the 99.9th percentile of luminance lands, in units of the short frame's
+    clip level (log-uniform). `reference_median_min` and `long_median_max`: the metering guards
+    of `_expose_scene` (linear); `long_low_max`: the long frame's 5th percentile stays below it,
+    so some of it is not clipped. `camera_shift` in pixels, `camera_rotation` in degrees,
+    `perspective`: largest corner displacement of the perspective terms, as a fraction of the
+    short side. `black`: lowest code of the tone curve (encoded, 0..1). `jpeg_quality`: frames
+    are stored as JPEGs at this quality (None: TIFF). `iso_stops`: noise scale 2^U(low, high).
+    """
+
+    name: str
+    ev: tuple[float, float, float]
+    key_range: tuple[float, float] = KEY_RANGE
+    reference_median_min: float = REFERENCE_MEDIAN_MIN
+    long_median_max: float = LONG_MEDIAN_MAX
+    long_low_max: float = math.inf
+    camera_shift: float = 4.0
+    camera_rotation: float = 0.5
+    perspective: float = 0.0
+    objects: tuple[int, int] = (1, 4)
+    response: str = "gamma"
+    black: float = 0.0
+    bits: int = 16
+    jpeg_quality: int | None = None
+    iso_stops: tuple[float, float] = (-ISO_STOPS, ISO_STOPS)
+    bright_objects: float = 0.3  # share of moving objects far brighter than the background
+
+    def curve(self) -> Callable[[np.ndarray], np.ndarray]:
+        curve = RESPONSES[self.response]
+        return with_black(curve, self.black) if self.black > 0 else curve
+
+    def describe(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["long_low_max"] = None if math.isinf(self.long_low_max) else self.long_low_max
+        values["long_median_max"] = None if math.isinf(self.long_median_max) else self.long_median_max
+        return values
+
+
+# The test classes: each shoots like a careful photographer (EV +-2 or +-3, highlights near the
+# short frame's clip level, 16-bit gamma, small hand-held motion, 1-3 objects) except for the one
+# thing it pushes. "mixed", the training profile, draws every factor independently per scene.
+TEST_CLASSES = ("dim", "bright", "clipped", "camera-motion", "moving", "tone-jpeg")
+PROFILES = ("custom", "mixed", *TEST_CLASSES)
+EVEN_EV_SETS = ((-2.0, 0.0, 2.0), (-3.0, 0.0, 3.0))
+UNEVEN_EV_SETS = ((-2.0, 0.0, 1.0), (-1.0, 0.0, 2.0), (-3.0, 0.0, 2.0), (-2.0, 0.0, 3.0), (-1.0, 0.0, 1.0), (-3.0, 0.0, 1.0))
+PLACEMENTS: dict[str, dict[str, Any]] = {
+    # 99.9th percentile in the short frame's clip units; guards as in `Capture`
+    "standard": {"key_range": KEY_RANGE},
+    # reference nowhere saturated (t_ref >= 2: at most 0.25-0.5 of its clip level), deep shadows allowed
+    "dim": {"key_range": (0.015, 0.08), "reference_median_min": 0.0, "bright_objects": 0.0},
+    # highlights clip in the short frame too; the long frame may be mostly white
+    "bright": {"key_range": (2.5, 6.0), "long_median_max": math.inf},
+    # large regions clipped in every frame (suns, lamps, sky); some of the long frame unclipped
+    "clipped": {"key_range": (8.0, 40.0), "long_median_max": math.inf},
+}
+HAND_HELD = {"shift": 0.03, "rotation": 1.5, "perspective": 0.01}  # shift as a fraction of the width
+
+
+def _jpeg_tone(rng: np.random.Generator) -> dict[str, Any]:
+    """A camera JPEG or a film scan: S-curve or film curve, lifted blacks, 8 bits, JPEG quality."""
+    response = str(rng.choice(["s-curve", "film"]))
+    return {"response": response, "black": float(rng.uniform(0.02, 0.075)), "bits": 8, "jpeg_quality": int(rng.integers(70, 96))}
+
+
+def _hand_held(width: int, rng: np.random.Generator, strength: float = 1.0) -> dict[str, Any]:
+    return {
+        "camera_shift": HAND_HELD["shift"] * width * strength, "camera_rotation": HAND_HELD["rotation"] * strength,
+        "perspective": HAND_HELD["perspective"] * strength,
+    }
+
+
+def draw_capture(settings: SynthSettings, rng: dict[str, np.random.Generator]) -> Capture:
+    """The capture of one scene: from the settings ("custom") or drawn from the profile's stream."""
+    if settings.profile == "custom":  # the draw order of format 1: EV set first from the capture stream
+        ev = settings.ev_sets[int(rng["capture"].integers(len(settings.ev_sets)))]
+        return Capture(
+            "custom", tuple(float(v) for v in ev), camera_shift=settings.camera_shift,  # type: ignore[arg-type]
+            camera_rotation=settings.camera_rotation, objects=settings.objects, response=settings.response, bits=settings.bits,
+        )
+    draw = rng["profile"]
+    width = settings.width
+    if settings.profile == "mixed":
+        placement = str(draw.choice(list(PLACEMENTS), p=[0.4, 0.25, 0.2, 0.15]))
+        sets = UNEVEN_EV_SETS if draw.random() < 0.4 else EVEN_EV_SETS
+        ev = sets[int(draw.integers(len(sets)))]
+        camera = _hand_held(width, draw) if draw.random() < 0.4 else _hand_held(width, draw, 1 / 3)
+        objects = [(0, 2), (1, 3), (3, 6)][int(draw.choice(3, p=[0.3, 0.4, 0.3]))]
+        tone_draw = draw.random()
+        if tone_draw < 0.4:  # 16-bit gamma: what merge makes of a RAW file (linear ** (1 / 2.2))
+            tone: dict[str, Any] = {"response": "gamma", "bits": 16}
+        elif tone_draw < 0.55:
+            tone = {"response": "gamma", "bits": 8}
+        else:
+            tone = _jpeg_tone(draw)
+        iso = (-1.0, 3.0)
+        name = f"mixed:{placement}"
+    else:
+        placement = settings.profile if settings.profile in PLACEMENTS else "standard"
+        ev = EVEN_EV_SETS[int(draw.integers(len(EVEN_EV_SETS)))]
+        camera = _hand_held(width, draw) if settings.profile == "camera-motion" else _hand_held(width, draw, 1 / 3)
+        objects = (3, 6) if settings.profile == "moving" else (1, 3)
+        tone = _jpeg_tone(draw) if settings.profile == "tone-jpeg" else {"response": "gamma", "bits": 16}
+        iso = (0.0, 2.0) if settings.profile == "tone-jpeg" else (-ISO_STOPS, ISO_STOPS)
+        name = settings.profile
+    return Capture(
+        name, tuple(float(v) for v in ev), long_low_max=0.8, objects=objects, iso_stops=iso,  # type: ignore[arg-type]
+        **PLACEMENTS[placement], **camera, **tone,
+    )
 
 
 # --------------------------------------------------------------------------- procedural scenes
@@ -461,7 +596,7 @@ def _add_lights(image: np.ndarray, sky: np.ndarray, rng: np.random.Generator, la
 
 
 def procedural_scene(
-    height: int, width: int, exposures: Sequence[float], rng: np.random.Generator
+    height: int, width: int, exposures: Sequence[float], rng: np.random.Generator, capture: Capture | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Exposed procedural radiance (float32 HxWx3, light sources included) and its parameters."""
     layout = str(rng.choice(["day", "night", "interior"], p=[0.5, 0.2, 0.3]))
@@ -470,28 +605,35 @@ def procedural_scene(
         sun = 0.0
     else:
         image, sky, sun = _outdoor(rng, height, width, night=layout == "night")
-    image, exposure = _expose_scene(np.maximum(image, 0.0).astype(np.float32), exposures, rng)
+    image, exposure = _expose_scene(np.maximum(image, 0.0).astype(np.float32), exposures, rng, capture)
     lights = _add_lights(image, sky, rng, layout, sun)
     return image, {"kind": "procedural", "layout": layout, "sun_ratio": sun, "lights": lights, **exposure}
 
 
-def _expose_scene(image: np.ndarray, exposures: Sequence[float], rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-    """Scale radiance as a photographer brackets: highlights kept by the short frame, mostly.
+def _expose_scene(
+    image: np.ndarray, exposures: Sequence[float], rng: np.random.Generator, capture: Capture | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Scale radiance as a photographer brackets: by default, highlights kept by the short frame, mostly.
 
-    The 99.9th percentile of luminance lands at a random level of KEY_RANGE (short frame's clip
-    level = 1), unless that would clip the long frame's median pixel (the scale is lowered) or
-    leave the reference frame's median in deep shadow (raised; highlights then clip): real
-    brackets are metered around the reference, and `merge` refuses an all-white or all-black frame.
+    The 99.9th percentile of luminance lands at a random level of the capture's key range
+    (KEY_RANGE by default; short frame's clip level = 1), unless that would clip the long
+    frame's median pixel (the scale is lowered) or leave the reference frame's median in deep
+    shadow (raised; highlights then clip): real brackets are metered around the reference. Last,
+    the long frame keeps some unclipped pixels where the capture asks for it (`long_low_max`):
+    `merge` refuses an all-white frame.
     """
+    capture = capture or Capture("custom", (0.0, 0.0, 0.0))
     luminance = _luminance(image, max(1, min(image.shape[:2]) // 256))
-    high, median = (float(v) for v in np.percentile(luminance, [99.9, 50.0]))
+    high, median, low = (float(v) for v in np.percentile(luminance, [99.9, 50.0, 5.0]))
     if not high > 0:
         raise InputError("scene radiance is black")
-    target = _log_uniform(rng, *KEY_RANGE)
+    target = _log_uniform(rng, *capture.key_range)
     scale = target / high
     if median > 0:
-        scale = min(scale, LONG_MEDIAN_MAX / (median * exposures[-1]))
-        scale = max(scale, REFERENCE_MEDIAN_MIN / (median * exposures[REFERENCE]))
+        scale = min(scale, capture.long_median_max / (median * exposures[-1]))
+        scale = max(scale, capture.reference_median_min / (median * exposures[REFERENCE]))
+    if low > 0:
+        scale = min(scale, capture.long_low_max / (low * exposures[-1]))
     image *= np.float32(scale)
     return image, {"key": high * scale, "scale": scale}
 
@@ -550,6 +692,7 @@ def source_scene(
     exposures: Sequence[float],
     pick: np.random.Generator,
     rng: np.random.Generator,
+    capture: Capture | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A random crop of a random source file, resized and exposed (float32 HxWx3) and its parameters."""
     import cv2
@@ -569,7 +712,7 @@ def source_scene(
         crop = crop[:, ::-1]
     shrink = crop_h > height
     image = cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    image, exposure = _expose_scene(np.maximum(image, 0.0), exposures, rng)
+    image, exposure = _expose_scene(np.maximum(image, 0.0), exposures, rng, capture)
     params = {"kind": "hdr", "file": path.name, "crop": [left, top, crop_w, crop_h], "flip": flip, **exposure}
     return image, params
 
@@ -628,12 +771,12 @@ def _object_centre(rng: np.random.Generator, background: np.ndarray) -> tuple[fl
     return rng.uniform(0.1, 0.9) * width, rng.uniform(0.15, 0.9) * height, False
 
 
-def _make_object(rng: np.random.Generator, background: np.ndarray, frames: int, reference: int) -> _Object:
+def _make_object(rng: np.random.Generator, background: np.ndarray, frames: int, reference: int, bright_share: float = 0.3) -> _Object:
     """One moving object: sprite, reference pose, and rigid (and maybe non-rigid) motion per frame."""
     height, width = background.shape[:2]
     size = min(height, width)
     diameter = max(8, int(size * rng.uniform(0.12, 0.36)))
-    bright = bool(rng.random() < 0.3)
+    bright = bool(rng.random() < bright_share)
     median = float(np.median(_luminance(background, 8)))
     level = _log_uniform(rng, 0.2, 2.0) if bright else max(median, 1e-6) * _log_uniform(rng, 0.3, 10.0)
     radiance, alpha, kind = _sprite(rng, diameter, level)
@@ -696,26 +839,45 @@ def _paste(canvas: np.ndarray, covered: np.ndarray, thing: _Object, frame: int) 
     covered[y0:y1, x0:x1] |= cover > 0
 
 
-def _camera_moves(settings: SynthSettings, rng: np.random.Generator, frames: int) -> list[dict[str, Any]]:
-    """Per frame: camera shift (px) and rotation (deg) relative to the reference, which never moves."""
+def _camera_moves(capture: Capture, rng: np.random.Generator, frames: int) -> list[dict[str, Any]]:
+    """Per frame: camera shift (px), rotation (deg) and perspective terms (corner displacement as
+    a fraction of the short side, x and y) relative to the reference, which never moves."""
     moves = []
     for frame in range(frames):
-        if frame == REFERENCE or not (settings.camera_shift or settings.camera_rotation):
+        if frame == REFERENCE or not (capture.camera_shift or capture.camera_rotation or capture.perspective):
             moves.append({"shift": [0.0, 0.0], "rotation": 0.0})
             continue
-        shift = [float(v) for v in rng.uniform(-settings.camera_shift, settings.camera_shift, 2)]
-        moves.append({"shift": shift, "rotation": float(rng.uniform(-settings.camera_rotation, settings.camera_rotation))})
+        shift = [float(v) for v in rng.uniform(-capture.camera_shift, capture.camera_shift, 2)]
+        move: dict[str, Any] = {"shift": shift, "rotation": float(rng.uniform(-capture.camera_rotation, capture.camera_rotation))}
+        if capture.perspective:
+            move["perspective"] = [float(v) for v in rng.uniform(-capture.perspective, capture.perspective, 2)]
+        moves.append(move)
     return moves
 
 
-def _camera_warp(image: np.ndarray, shift: Sequence[float], rotation: float) -> np.ndarray:
-    """The whole radiance moved by a camera shift (px) and rotation (deg) about the image centre."""
+def _camera_warp(image: np.ndarray, shift: Sequence[float], rotation: float, perspective: Sequence[float] | None = None) -> np.ndarray:
+    """The whole radiance moved by a camera shift (px), rotation (deg) about the image centre and,
+    if given, a perspective tilt that moves the corners by about `perspective` x the short side."""
     import cv2
 
     height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), rotation, 1.0)
+    centre = ((width - 1) / 2.0, (height - 1) / 2.0)
+    matrix = cv2.getRotationMatrix2D(centre, rotation, 1.0)
     matrix[:, 2] += shift
-    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    warp = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_REFLECT}
+    if not perspective or not any(perspective):
+        return cv2.warpAffine(image, matrix, (width, height), **warp)
+    # A tilt about the centre: w = 1 + px * x + py * y in centred coordinates; at a corner
+    # (x = width / 2) it moves points by about (width / 2)^2 * px pixels.
+    size = min(height, width)
+    tilt = np.eye(3)
+    tilt[2, 0] = perspective[0] * size / (width / 2.0) ** 2
+    tilt[2, 1] = perspective[1] * size / (height / 2.0) ** 2
+    to_centre, back = np.eye(3), np.eye(3)
+    to_centre[:2, 2] = [-centre[0], -centre[1]]
+    back[:2, 2] = centre
+    homography = np.vstack([matrix, [0.0, 0.0, 1.0]]) @ back @ tilt @ to_centre
+    return cv2.warpPerspective(image, homography, (width, height), **warp)
 
 
 # --------------------------------------------------------------------------- scenes
@@ -740,6 +902,11 @@ class SynthScene:
     params: dict[str, Any]
     reference: int = REFERENCE
     bits: int = 16
+    jpegs: list[bytes] | None = None  # the frames as JPEG files, when the capture stores JPEGs
+
+    @property
+    def frame_names(self) -> tuple[str, ...]:
+        return JPEG_FRAME_NAMES if self.jpegs is not None else FRAME_NAMES
 
 
 def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
@@ -752,19 +919,21 @@ def synth_scene(settings: SynthSettings, index: int) -> SynthScene:
     """Scene `index` of the dataset `settings` describe; depends only on the settings, seed and index."""
     check_settings(settings)
     rng = _streams(settings.seed, index)
+    shot = draw_capture(settings, rng)
     capture = rng["capture"]
-    ev = tuple(float(v) for v in settings.ev_sets[int(capture.integers(len(settings.ev_sets)))])
+    ev = shot.ev
     exposures = tuple(float(2.0 ** (v - ev[0])) for v in ev)
     frames = len(ev)
     height, width = settings.height, settings.width
-    if settings.hdr_source is not None:
-        files = source_files(settings.hdr_source)
-        background, content = source_scene(files, height, width, exposures, rng["source"], rng["content"])
+    photo = settings.hdr_source is not None and not (settings.procedural_share and rng["profile"].random() < settings.procedural_share)
+    if photo:
+        files = source_files(settings.hdr_source)  # type: ignore[arg-type]
+        background, content = source_scene(files, height, width, exposures, rng["source"], rng["content"], shot)
     else:
-        background, content = procedural_scene(height, width, exposures, rng["content"])
+        background, content = procedural_scene(height, width, exposures, rng["content"], shot)
 
-    count = int(rng["objects"].integers(settings.objects[0], settings.objects[1] + 1))
-    things = [_make_object(rng["objects"], background, frames, REFERENCE) for _ in range(count)]
+    count = int(rng["objects"].integers(shot.objects[0], shot.objects[1] + 1))
+    things = [_make_object(rng["objects"], background, frames, REFERENCE, shot.bright_objects) for _ in range(count)]
     motion = np.zeros((height, width), dtype=bool)
     radiance = []
     for frame in range(frames):
@@ -773,37 +942,57 @@ def synth_scene(settings: SynthSettings, index: int) -> SynthScene:
             _paste(scene, motion, thing, frame)
         radiance.append(scene)
 
-    camera = _camera_moves(settings, rng["camera"], frames)
+    camera = _camera_moves(shot, rng["camera"], frames)
     for frame, move in enumerate(camera):
-        if move["shift"] != [0.0, 0.0] or move["rotation"] != 0.0:
-            radiance[frame] = _camera_warp(radiance[frame], move["shift"], move["rotation"])
+        if move["shift"] != [0.0, 0.0] or move["rotation"] != 0.0 or move.get("perspective"):
+            radiance[frame] = _camera_warp(radiance[frame], move["shift"], move["rotation"], move.get("perspective"))
 
-    iso = float(2.0 ** capture.uniform(-ISO_STOPS, ISO_STOPS))
-    read, shot = settings.noise * iso, settings.shot_gain * iso
-    curve = RESPONSES[settings.response]
+    iso = float(2.0 ** capture.uniform(*shot.iso_stops))
+    read, shot_gain = settings.noise * iso, settings.shot_gain * iso
+    curve = shot.curve()
     images = [
-        expose(scene, t, curve=curve, bits=settings.bits, read_noise=read, shot_gain=shot, rng=capture)
+        expose(scene, t, curve=curve, bits=shot.bits, read_noise=read, shot_gain=shot_gain, rng=capture)
         for scene, t in zip(radiance, exposures)
     ]
+    jpegs = [_jpeg(image, shot.jpeg_quality) for image in images] if shot.jpeg_quality else None
+    if jpegs is not None:
+        images = [_unjpeg(data) for data in jpegs]
     gt = np.minimum(radiance[REFERENCE], 1.0)
     params = {
         "index": index,
         "ev": list(ev),
         "exposures": list(exposures),
         "reference": REFERENCE,
-        "response": settings.response,
-        "bits": settings.bits,
-        "noise": {"iso_factor": iso, "read": read, "shot_gain": shot},
+        "response": shot.response,
+        "bits": shot.bits,
+        **({"capture": shot.describe()} if settings.profile != "custom" else {}),
+        "noise": {"iso_factor": iso, "read": read, "shot_gain": shot_gain},
         "scene": content,
         "camera": camera,
         "objects": [thing.params for thing in things],
         "moving_fraction": float(motion.mean()),
         "clipped_in_gt": float((radiance[REFERENCE] >= 1.0).any(axis=2).mean()),
     }
-    return SynthScene(index, images, ev, exposures, gt, motion, radiance, _round(params), REFERENCE, settings.bits)
+    return SynthScene(index, images, ev, exposures, gt, motion, radiance, _round(params), REFERENCE, shot.bits, jpegs)
 
 
 # --------------------------------------------------------------------------- files
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> bytes:
+    """An 8-bit RGB frame as a baseline JPEG (4:2:0 chroma, as cameras store them)."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise OutputError("OpenCV could not encode a JPEG frame")
+    return data.tobytes()
+
+
+def _unjpeg(data: bytes) -> np.ndarray:
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
 def _write_frame(path: Path, frame: np.ndarray) -> None:
@@ -822,8 +1011,12 @@ def write_scene(scene: SynthScene, folder: Path, with_gt: bool, overwrite: bool 
     import cv2
 
     with atomic_folder(folder, overwrite) as temp:
-        for name, frame in zip(FRAME_NAMES, scene.frames):
-            _write_frame(temp / name, frame)
+        if scene.jpegs is not None:
+            for name, data in zip(scene.frame_names, scene.jpegs):
+                (temp / name).write_bytes(data)
+        else:
+            for name, frame in zip(FRAME_NAMES, scene.frames):
+                _write_frame(temp / name, frame)
         (temp / EXPOSURE_NAME).write_text(exposure_text(scene.ev), encoding="utf-8")
         if not cv2.imwrite(str(temp / MOTION_NAME), scene.motion.astype(np.uint8) * 255):
             raise OutputError(f"{folder}: OpenCV could not write {MOTION_NAME}")
@@ -954,7 +1147,7 @@ def generate(out: Path, settings: SynthSettings, progress: Callable[[int, int], 
         "seed": settings.seed,
         "settings": _round(settings.describe()),
         "layout": {
-            "frames": list(FRAME_NAMES), "exposure_file": EXPOSURE_NAME, "ground_truth": GT_NAME,
+            "frames": list(FRAME_NAMES), "jpeg_frames": list(JPEG_FRAME_NAMES), "exposure_file": EXPOSURE_NAME, "ground_truth": GT_NAME,
             "motion_mask": MOTION_NAME, "reference_frame": FRAME_NAMES[REFERENCE],
             "units": "linear radiance with exposures normalised so the shortest frame has t = 1; "
             "ground truth is the reference frame's radiance clipped to [0, 1]",

@@ -35,6 +35,11 @@ class GFHDRConfig:
         reduction: channel reduction of the local context extractor and its channel attention.
         drop_path_rate: stochastic depth at the last layer, rising linearly from 0.
         judge_channels: width of the judge head's hidden convolutions (the seed leaves it open).
+        judge_detach: the judge reads F_att without passing gradients back into it, so L^k trains
+            the judge and not the trunk (the seed says nothing either way). With gradients
+            through, L^k's trunk gradient was 20-60x that of the reconstruction loss and cost
+            2 dB PSNR-mu in paired runs (bench/README.md). A training choice, not part of the
+            architecture: weights trained either way load into either.
     """
 
     in_channels: int = 6
@@ -46,6 +51,7 @@ class GFHDRConfig:
     reduction: int = 8
     drop_path_rate: float = 0.1
     judge_channels: int = 32
+    judge_detach: bool = field(default=True, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

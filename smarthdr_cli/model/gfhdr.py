@@ -324,7 +324,8 @@ class GFHDR(nn.Module):
         body = self.norm_out(tokens).permute(0, 3, 1, 2)
         residual = self.conv_after_body(body + f_att)
         hdr = torch.sigmoid(self.conv_last(f2 + residual))[:, :, :height, :width]
-        uncertainty = self.judge(f_att)[:, :, :height, :width] if with_uncertainty else None
+        judged = f_att.detach() if self.config.judge_detach else f_att
+        uncertainty = self.judge(judged)[:, :, :height, :width] if with_uncertainty else None
         return hdr, uncertainty
 
 

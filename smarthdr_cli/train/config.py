@@ -53,6 +53,7 @@ class TrainConfig:
     model_config: dict[str, Any] | None = None
     init_weights: str | None = None
     checkpoint_activations: bool = False
+    detach_judge: bool = True  # GFHDRConfig.judge_detach
     # optimisation (Adam as in the seed)
     lr: float = 2e-4
     # The seed keeps the rate constant; cosine (to lr_min_ratio * lr at the last step) is for the

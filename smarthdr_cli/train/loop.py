@@ -20,7 +20,7 @@ import math
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +125,12 @@ def _device(config: TrainConfig, dist: Distributed) -> torch.device:
 
 def model_config(config: TrainConfig) -> GFHDRConfig:
     if config.model_config:
-        return GFHDRConfig.from_dict(dict(config.model_config))
-    if config.model not in PRESETS:
+        chosen = GFHDRConfig.from_dict(dict(config.model_config))
+    elif config.model in PRESETS:
+        chosen = PRESETS[config.model]
+    else:
         raise InputError(f"--model {config.model}: choose one of {', '.join(PRESETS)}")
-    return PRESETS[config.model]
+    return replace(chosen, judge_detach=config.detach_judge)
 
 
 def _git_commit() -> str | None:
