@@ -18,6 +18,10 @@ against 40 per epoch), while 0.999 would leave the teacher at the warm-up studen
 run (a first run with 0.999 is kept in bench/results/ablation_alpha0999_partial.jsonl). About an
 hour for 8 rows x 3 seeds on 2 CPU cores at --scale 1.
 
+`--judge-gradient through` trains with L^k's gradient reaching F_att through the judge (the first
+version); `detach` (default) is the current behaviour. Row "i+k" (not in Table 3, not in the
+default rows) is the supervised baseline with L^k.
+
 Real data: pass --labeled, --unlabeled and --test (e.g. 5 of Kalantari's Training scenes, the
 other 69 and Test), --supervised (all 74 with ground truth) for the "sup" row, and the seed's
 settings: --model full --patch 64 --stride 32 --batch 64 --lr 2e-4 --ema-alpha 0.999 --warmup-epochs 30
