@@ -287,3 +287,14 @@ def test_judge_gradient_switch_reaches_the_network_and_its_weights(dataset: Path
     loaded, card = load_weights(result.final)
     assert loaded.config.judge_detach is False and card["config"]["judge_detach"] is False
     assert json.loads((tmp_path / "run" / "config.json").read_text())["detach_judge"] is False
+
+
+def test_runs_from_before_the_detach_resume_with_the_gradient_through(tmp_path: Path) -> None:
+    from smarthdr_cli.train.loop import resumed_config
+
+    old = TrainConfig(model="tiny").to_dict()
+    del old["detach_judge"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert resumed_config(tmp_path).detach_judge is False
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(model="tiny").to_dict()))
+    assert resumed_config(tmp_path).detach_judge is True

@@ -176,7 +176,11 @@ def resumed_config(run_dir: Path) -> TrainConfig:
     path = run_dir / "config.json"
     if not path.is_file():
         raise InputError(f"{run_dir}: not a training run folder (no config.json)")
-    return TrainConfig.from_dict(json.loads(path.read_text()), str(path))
+    saved = json.loads(path.read_text())
+    if isinstance(saved, dict):
+        # runs started before the judge was detached trained with the gradient through: resume them so
+        saved.setdefault("detach_judge", False)
+    return TrainConfig.from_dict(saved, str(path))
 
 
 def _batch_inputs(batch: dict[str, torch.Tensor], gamma: float, device: torch.device) -> list[torch.Tensor]:
