@@ -45,6 +45,8 @@ from pathlib import Path
 
 from common import machine, write_results
 
+from smarthdr_cli.data.synth import TEST_CLASSES as CLASSES  # the test classes of `synth --profile`
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results" / "ship_weights.json"
@@ -54,7 +56,6 @@ HELD_OUT = (
     "drei-assets_venice_sunset_1k.hdr", "pmndrs-assets_lab.hdr",
 )
 SIZE = ["--height", "256", "--width", "384"]
-CLASSES = ("dim", "bright", "clipped", "camera-motion", "moving", "tone-jpeg")
 TRAIN_SCENES, VAL_SCENES, CLASS_SCENES = 480, 24, 8
 SPLITS = {  # folder: (split, seed, sources, profile flags)
     "data": (f"labeled={TRAIN_SCENES}", 2026, "src_train", ["--profile", "mixed", "--procedural-share", "0.25"]),

@@ -339,18 +339,17 @@ def synth(
 
     from smarthdr_cli.errors import InputError
 
-    capture = {"ev-sets": ev_sets, "bits": bits, "response": response, "objects": objects, "camera-shift": camera_shift, "camera-rotation": camera_rotation}
-    given = [name for name, value in capture.items() if value is not None]
+    # The capture flags of profile custom: given ones override SynthSettings' defaults.
+    capture = {"ev_sets": ev_sets, "bits": bits, "response": response, "objects": objects, "camera_shift": camera_shift, "camera_rotation": camera_rotation}
+    given = {name: value for name, value in capture.items() if value is not None}
     if profile != "custom" and given:
-        raise InputError(f"--{given[0]}: --profile {profile} draws it per scene; drop it or use --profile custom")
-    defaults = SynthSettings()
+        raise InputError(f"--{next(iter(given)).replace('_', '-')}: --profile {profile} draws it per scene; drop it or use --profile custom")
+    parsers = {"ev_sets": parse_ev_sets, "objects": parse_objects}
+    given = {name: parsers[name](value) if name in parsers else value for name, value in given.items()}
     settings = SynthSettings(
-        scenes=scenes, seed=seed, height=height, width=width, ev_sets=parse_ev_sets(ev_sets) if ev_sets else defaults.ev_sets,
-        bits=defaults.bits if bits is None else bits, response=response or defaults.response, noise=noise, shot_gain=shot_gain,
-        objects=parse_objects(objects) if objects is not None else defaults.objects,
-        camera_shift=defaults.camera_shift if camera_shift is None else camera_shift,
-        camera_rotation=defaults.camera_rotation if camera_rotation is None else camera_rotation, hdr_source=hdr_source,
-        split=parse_split(split) if split else None, profile=profile, procedural_share=procedural_share, overwrite=overwrite, jobs=jobs,
+        scenes=scenes, seed=seed, height=height, width=width, noise=noise, shot_gain=shot_gain, hdr_source=hdr_source,
+        split=parse_split(split) if split else None, profile=profile, procedural_share=procedural_share, overwrite=overwrite,
+        jobs=jobs, **given,
     )
     console = _stderr()
     progress = None if quiet else (lambda done, total: console.print(f"scene {done}/{total}", markup=False) if done == total or done % 10 == 0 else None)

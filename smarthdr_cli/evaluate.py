@@ -20,11 +20,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from smarthdr_cli.bracket import GAMMA, Bracket
+from smarthdr_cli.bracket import Bracket
 from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, read_scene
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.io.hdr import write_hdr
 from smarthdr_cli.metrics import psnr_l, psnr_mu, ssim_l, ssim_mu
+from smarthdr_cli.preprocess import gamma_correct
 from smarthdr_cli.merge import write_preview
 
 Progress = Callable[[int, int, str], None]
@@ -76,7 +77,7 @@ def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note:
         result = backend.merge(bracket)
         seconds = time.perf_counter() - began
         assert scene.gt is not None
-        floor = np.minimum(np.power(scene.frames[1], GAMMA) / scene.exposures[1], 1.0)
+        floor = np.minimum(gamma_correct(scene.frames[1], scene.exposures[1]), 1.0)
         rows.append({
             "name": source.name, **scene_metrics(result.hdr, scene.gt), "seconds": round(seconds, 3),
             "reference": scene_metrics(floor, scene.gt),

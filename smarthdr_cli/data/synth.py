@@ -326,14 +326,14 @@ class Capture:
 
     name: str
     ev: tuple[float, float, float]
+    camera_shift: float
+    camera_rotation: float
+    objects: tuple[int, int]
     key_range: tuple[float, float] = KEY_RANGE
     reference_median_min: float = REFERENCE_MEDIAN_MIN
     long_median_max: float = LONG_MEDIAN_MAX
     long_low_max: float = math.inf
-    camera_shift: float = 4.0
-    camera_rotation: float = 0.5
     perspective: float = 0.0
-    objects: tuple[int, int] = (1, 4)
     response: str = "gamma"
     black: float = 0.0
     bits: int = 16
@@ -596,7 +596,7 @@ def _add_lights(image: np.ndarray, sky: np.ndarray, rng: np.random.Generator, la
 
 
 def procedural_scene(
-    height: int, width: int, exposures: Sequence[float], rng: np.random.Generator, capture: Capture | None = None
+    height: int, width: int, exposures: Sequence[float], rng: np.random.Generator, capture: Capture
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Exposed procedural radiance (float32 HxWx3, light sources included) and its parameters."""
     layout = str(rng.choice(["day", "night", "interior"], p=[0.5, 0.2, 0.3]))
@@ -611,18 +611,17 @@ def procedural_scene(
 
 
 def _expose_scene(
-    image: np.ndarray, exposures: Sequence[float], rng: np.random.Generator, capture: Capture | None = None
+    image: np.ndarray, exposures: Sequence[float], rng: np.random.Generator, capture: Capture
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Scale radiance as a photographer brackets: by default, highlights kept by the short frame, mostly.
 
     The 99.9th percentile of luminance lands at a random level of the capture's key range
-    (KEY_RANGE by default; short frame's clip level = 1), unless that would clip the long
+    (KEY_RANGE unless a profile placed it elsewhere; short frame's clip level = 1), unless that would clip the long
     frame's median pixel (the scale is lowered) or leave the reference frame's median in deep
     shadow (raised; highlights then clip): real brackets are metered around the reference. Last,
     the long frame keeps some unclipped pixels where the capture asks for it (`long_low_max`):
     `merge` refuses an all-white frame.
     """
-    capture = capture or Capture("custom", (0.0, 0.0, 0.0))
     luminance = _luminance(image, max(1, min(image.shape[:2]) // 256))
     high, median, low = (float(v) for v in np.percentile(luminance, [99.9, 50.0, 5.0]))
     if not high > 0:
@@ -692,7 +691,7 @@ def source_scene(
     exposures: Sequence[float],
     pick: np.random.Generator,
     rng: np.random.Generator,
-    capture: Capture | None = None,
+    capture: Capture,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A random crop of a random source file, resized and exposed (float32 HxWx3) and its parameters."""
     import cv2
