@@ -22,7 +22,7 @@ from typing import Callable, ClassVar, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from smarthdr_cli.bracket import Bracket
-from smarthdr_cli.errors import BackendError
+from smarthdr_cli.errors import BackendError, SmartHDRError
 
 ENTRY_POINT_GROUP = "smarthdr.backends"
 AUTO_ORDER = ("cuda", "cpu", "classic")
@@ -62,6 +62,9 @@ class Backend(Protocol):
     summary: ClassVar[str]
     learned: ClassVar[bool]
     gives_uncertainty: ClassVar[bool]
+    # Whether `batch --jobs N` may run one instance per worker process (a GPU backend shares one
+    # device and model, so it merges brackets one at a time). Plugins without it are taken as True.
+    parallel_safe: ClassVar[bool]
 
     @classmethod
     def availability(cls, options: BackendOptions | None = None) -> Availability: ...
@@ -151,7 +154,7 @@ def create(name: str, options: BackendOptions) -> tuple[Backend, list[str]]:
     entry, passed = select(name, options)
     try:
         backend = entry.load()(options)
-    except BackendError:
+    except SmartHDRError:  # the user's to fix (bad weights file, ...): its own message says how
         raise
     except Exception as exc:
         raise BackendError(f"backend {entry.name!r} failed to start: {type(exc).__name__}: {exc}") from None

@@ -139,6 +139,7 @@ class ClassicBackend:
     summary: ClassVar[str] = "non-learned weighted merge with reference-guided ghost rejection (numpy)"
     learned: ClassVar[bool] = False
     gives_uncertainty: ClassVar[bool] = False
+    parallel_safe: ClassVar[bool] = True
 
     @classmethod
     def availability(cls, options: BackendOptions | None = None) -> Availability:

@@ -41,6 +41,7 @@ class TorchGFHDRBackend:
     summary: ClassVar[str] = ""
     learned: ClassVar[bool] = True
     gives_uncertainty: ClassVar[bool] = True
+    parallel_safe: ClassVar[bool] = True
     device_type: ClassVar[str] = "cpu"
 
     @classmethod
@@ -153,6 +154,7 @@ class CudaBackend(TorchGFHDRBackend):
     name: ClassVar[str] = "cuda"
     summary: ClassVar[str] = "GFHDR network with uncertainty judge on an NVIDIA GPU (PyTorch, autocast)"
     device_type: ClassVar[str] = "cuda"
+    parallel_safe: ClassVar[bool] = False
 
     @classmethod
     def device_problem(cls) -> str | None:

@@ -1,6 +1,7 @@
 """The `smarthdr` command line: one thin function per subcommand; the work lives in library modules."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from smarthdr_cli import __version__
+from smarthdr_cli import __version__, signals
 from smarthdr_cli.errors import SmartHDRError
 
 app = typer.Typer(
@@ -38,20 +39,37 @@ def cli_errors(command: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except SmartHDRError as exc:
-            _stderr().print(f"error: {exc}", markup=False, soft_wrap=True)
+            _say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _stderr().print("interrupted; no output was left half-written", markup=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            raise _interrupted(exc) from None
+        except BrokenPipeError:  # the reader of our stdout went away (`| head`): end quietly, as SIGPIPE would
+            signals.silence_stdout()
+            raise typer.Exit(128 + 13) from None
         except MemoryError:
-            _stderr().print("error: out of memory", markup=False)
+            _say("error: out of memory")
             raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: never show a traceback
+            if signals.interrupted_by(exc):  # e.g. Ctrl-C during a lazy import: ImportError
+                raise _interrupted(exc) from None
             text = str(exc).splitlines()[0] if str(exc) else ""
-            _stderr().print(f"error: internal error ({type(exc).__name__}: {text}); please report it", markup=False, soft_wrap=True)
+            _say(f"error: internal error ({type(exc).__name__}: {text}); please report it")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _interrupted(exc: BaseException) -> typer.Exit:
+    status = signals.exit_status(exc)
+    what = "terminated (SIGTERM)" if status == 128 + 15 else "interrupted"
+    _say(f"{what}; no output was left half-written")
+    return typer.Exit(status)
+
+
+def _say(line: str) -> None:
+    """One line on stderr; with stderr closed (`2>&-`) the exit code alone must still be right."""
+    with contextlib.suppress(OSError, ValueError):
+        _stderr().print(line, markup=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -124,7 +142,7 @@ def merge(
 ) -> None:
     """Merge one bracket into an HDR image."""
     from smarthdr_cli.merge import MergeSettings, run_merge
-    from smarthdr_cli.model.tiling import parse_memory
+    from smarthdr_cli.sizes import parse_memory
 
     console = _stderr()
     note = (lambda _msg: None) if quiet else (lambda msg: console.print(msg, markup=False, soft_wrap=True))
@@ -155,11 +173,11 @@ def batch(
         Optional[int], typer.Option(min=2, help="Group every N consecutive shots instead of by capture time (files without EXIF times).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the grouping (and outputs) without merging.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave brackets whose output exists alone (rerun after a crash).")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave brackets whose outputs (HDR, preview, uncertainty) all exist alone, and continue the report (rerun after a crash).")] = False,
     jobs: Annotated[int, typer.Option(min=1, help="Brackets merged in parallel by CPU backends (the GPU backend uses one).")] = 1,
     shard: Annotated[str, typer.Option(help="Take part K of N of the library (a stable hash of output names), e.g. 3/8 for job arrays.")] = "1/1",
     report: Annotated[
-        Optional[Path], typer.Option(help="JSON-lines report. Default: smarthdr-batch-report.jsonl in the output folder (per shard).")
+        Optional[Path], typer.Option(help="JSON-lines report; never a photo, replaced only with --overwrite. Default: smarthdr-batch-report.jsonl in the output folder (per shard).")
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="HDR output type: exr or hdr.")] = "exr",
     preview: Annotated[Optional[str], typer.Option(help="Also write a tone-mapped preview per bracket: jpg or png.")] = None,
@@ -181,7 +199,7 @@ def batch(
     """Find every bracket in photo folders and merge each one; failures are reported, not fatal."""
     from smarthdr_cli.batch import BatchSettings, check_batch, parse_shard
     from smarthdr_cli.merge import MergeSettings
-    from smarthdr_cli.model.tiling import parse_memory
+    from smarthdr_cli.sizes import parse_memory
 
     merge_settings = MergeSettings(
         output=out_dir, response=response, align=align_mode, backend=backend, weights=weights,  # type: ignore[arg-type]
@@ -492,6 +510,7 @@ def pseudo_label(
 
 def main() -> None:
     """Console-script entry point: usage errors, too, become one line and exit code 2."""
+    signals.install()
     try:
         code = app(prog_name="smarthdr", standalone_mode=False)
     except Exception as exc:  # click's exceptions; duck-typed, as typer may bundle its own click

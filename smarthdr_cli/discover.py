@@ -2,12 +2,13 @@
 
 From each file's EXIF (camera, capture time, exposure) and pixel size, shots are ordered by
 capture time (then file name, as cameras number files in shooting order) and grouped:
-consecutive shots of the same camera, size and kind (RAW or not) belong together while each
+consecutive shots of the same folder, camera, size and kind (RAW or not) belong together while each
 starts within `gap` seconds of the *end* of the previous exposure (so a 30 s exposure does not
 split its bracket) and its exposure differs from those already in the group (a repeated
 exposure starts the next bracket, as with back-to-back brackets). With a fixed bracket size,
-every N consecutive shots of one camera, size and kind form a bracket instead. Groups of one are
-single shots; they are reported, not merged.
+every N consecutive shots of one folder, camera, size and kind form a bracket instead. Groups of one are
+single shots; they are reported, not merged. A bracket never spans folders: copies of one shoot
+in several folders carry identical capture times and would otherwise interleave.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class Shot:
 
     @property
     def group_key(self) -> tuple[object, ...]:
-        return (self.camera, self.size, self.raw)
+        return (self.path.parent, self.camera, self.size, self.raw)
 
 
 @dataclass
@@ -80,9 +81,10 @@ def _pixel_size(path: Path) -> tuple[int, int] | None:
 
 
 def read_shot(path: Path, root: Path) -> Shot:
+    """The shot's metadata; an empty or non-image file raises InputError (reported as unreadable)."""
     from smarthdr_cli.merge import capture_info
 
-    info = capture_info(path)
+    info = capture_info(path)  # checks first that the file is an image at all
     return Shot(path, root, info.camera, _pixel_size(path), info.capture_time, info.exposure_time, is_raw(path))
 
 
@@ -95,9 +97,9 @@ def _same_exposure(a: float, b: float) -> bool:
 
 
 def _streams(shots: Iterable[Shot]) -> list[list[Shot]]:
-    """Shots split by camera, size and kind, each stream in shooting order.
+    """Shots split by folder, camera, size and kind, each stream in shooting order.
 
-    Interleaved streams (RAW+JPEG shooting, two cameras) are grouped separately.
+    Interleaved streams (RAW+JPEG shooting, two cameras, copies in two folders) are grouped separately.
     """
     streams: dict[tuple[object, ...], list[Shot]] = {}
     for shot in sorted(shots, key=_order):
@@ -128,7 +130,7 @@ def _group_stream_by_time(stream: list[Shot], gap: float) -> list[list[Shot]]:
 
 
 def group_by_count(shots: Iterable[Shot], size: int) -> list[list[Shot]]:
-    """Every `size` consecutive shots of one camera, size and kind; a shorter remainder stays."""
+    """Every `size` consecutive shots of one folder, camera, size and kind; a shorter remainder stays."""
     return [stream[i : i + size] for stream in _streams(shots) for i in range(0, len(stream), size)]
 
 

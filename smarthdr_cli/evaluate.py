@@ -21,12 +21,13 @@ from typing import Any, Callable
 import numpy as np
 
 from smarthdr_cli.bracket import Bracket
-from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, read_scene
+from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, read_scene
 from smarthdr_cli.errors import OutputError
-from smarthdr_cli.io.hdr import write_hdr
+from smarthdr_cli.io.hdr import save_hdr
+from smarthdr_cli.io.output import atomic_outputs, check_not_inputs, check_output_path
 from smarthdr_cli.metrics import psnr_l, psnr_mu, ssim_l, ssim_mu
 from smarthdr_cli.preprocess import gamma_correct
-from smarthdr_cli.merge import write_preview
+from smarthdr_cli.merge import save_preview
 
 Progress = Callable[[int, int, str], None]
 
@@ -53,9 +54,24 @@ def scene_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]
     }
 
 
-def _save(folder: Path, name: str, hdr: np.ndarray, overwrite: bool) -> None:
-    write_hdr(folder / f"{name}.exr", hdr, overwrite=overwrite)
-    write_preview(folder / f"{name}.jpg", hdr, "mu", overwrite)
+def _saved(folder: Path, source: SceneSource) -> list[Path]:
+    return [folder / f"{source.name}.exr", folder / f"{source.name}.jpg"]
+
+
+def _check_saves(folder: Path, sources: list[SceneSource], overwrite: bool) -> None:
+    """Before any merge: every prediction's name is free (or --overwrite) and none is a scene's file."""
+    inputs = [p for s in sources for p in (*s.frames, *([s.gt] if s.gt else []))]
+    for source in sources:
+        check_not_inputs(_saved(folder, source), inputs)
+        for path in _saved(folder, source):
+            check_output_path(path, overwrite)
+
+
+def _save(folder: Path, source: SceneSource, hdr: np.ndarray, overwrite: bool) -> None:
+    """The prediction and its mu-law preview, as one set (see io.output.atomic_outputs)."""
+    with atomic_outputs(_saved(folder, source), overwrite) as (exr, jpg):
+        save_hdr(exr, hdr, kind=".exr")
+        save_preview(jpg, hdr, "mu", ".jpg")
 
 
 def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -65,6 +81,8 @@ def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note:
     sources = discover_scenes(settings.test_dir, "required")
     if settings.save_dir is not None and not settings.save_dir.is_dir():
         raise OutputError(f"{settings.save_dir}: --save-dir must be an existing folder")
+    if settings.save_dir is not None:
+        _check_saves(settings.save_dir, sources, settings.overwrite)
     options = base.BackendOptions(weights=settings.weights, threads=settings.threads, precision=settings.precision)
     backend, passed = base.create(settings.backend, options)
     for reason in passed:
@@ -83,7 +101,7 @@ def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note:
             "reference": scene_metrics(floor, scene.gt),
         })
         if settings.save_dir is not None:
-            _save(settings.save_dir, source.name, result.hdr, settings.overwrite)
+            _save(settings.save_dir, source, result.hdr, settings.overwrite)
         if progress:
             progress(number + 1, len(sources), source.name)
     keys = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l")

@@ -11,9 +11,21 @@ from pathlib import Path
 from typing import Sequence
 
 from smarthdr_cli.errors import ExposureError
-from smarthdr_cli.io.exif import CaptureInfo
+from smarthdr_cli.io.exif import CaptureInfo, check_image
 
 EXPOSURE_HINT = "pass --exposures 1/100,1/25,1/6 (seconds) or --ev -2,0,2, in the order the files are given"
+
+# Plausible exposure times in seconds. Electronic shutters reach about 1/32000 s (3e-5 s) and
+# astro or pinhole exposures run for hours; a time outside 1 us .. ~28 h is a metadata or typing
+# error (an EXIF ExposureTime of 1e9 s, say), not a photograph.
+MIN_SECONDS = 1e-6
+MAX_SECONDS = 1e5
+# EV values (--ev, exposure.txt) are relative to any base, so they are bounded in stops instead.
+MAX_EV = 30
+# Longest over shortest exposure of one bracket: 2^30, far beyond any sensor's range (about 2^15
+# per frame), keeps the normalised times (t_short = 1), their products in the merge and 2^EV
+# finite in float32; 1e-300 s .. 1e300 s gave inf in the output header.
+MAX_SPAN_STOPS = 30
 
 
 def _shown(text: str) -> str:
@@ -32,31 +44,64 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def _numbers(text: str, count: int, flag: str) -> list[float]:
+def _numbers(text: str, count: int, flag: str, example: str) -> list[float]:
     """A comma-separated flag value with exactly one number per file."""
     parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+    if not parts:  # `--exposures ''` is a mistake (an unset shell variable), not "read the EXIF"
+        raise ExposureError(f"{flag} is empty; give one value per file, e.g. {flag} {example}, or leave the flag out")
     if len(parts) != count:
         raise ExposureError(f"{flag}: got {len(parts)} values for {count} files")
     return [_number(p, flag) for p in parts]
 
 
+def _check_seconds(times: Sequence[float], labels: Sequence[str], way_out: str) -> None:
+    """Refuse times no camera takes; each label says where its time came from (a file, a flag)."""
+    for t, label in zip(times, labels):
+        if not (math.isfinite(t) and MIN_SECONDS <= t <= MAX_SECONDS):
+            raise ExposureError(
+                f"{label} {t:.6g} s is implausible (allowed {MIN_SECONDS:g} s .. {MAX_SECONDS:g} s); {way_out}"
+            )
+
+
+def _check_span(times: Sequence[float], labels: Sequence[str], where: str, way_out: str) -> None:
+    """Refuse a bracket whose longest exposure is more than 2^MAX_SPAN_STOPS times its shortest.
+
+    Beyond that the normalised times and the merge's sums leave float32 (inf in the output).
+    """
+    if not times:
+        return
+    short = min(range(len(times)), key=lambda i: times[i])
+    long = max(range(len(times)), key=lambda i: times[i])
+    stops = math.log2(times[long]) - math.log2(times[short])
+    if not stops <= MAX_SPAN_STOPS:
+        raise ExposureError(
+            f"{where}: exposures span {stops:.1f} stops ({labels[short]} .. {labels[long]}); "
+            f"a bracket may span at most {MAX_SPAN_STOPS} stops; {way_out}"
+        )
+
+
 def _ev_to_times(values: list[float], where: str) -> list[float]:
-    if any(abs(v) > 30 for v in values):
-        raise ExposureError(f"{where}: EV values must lie within -30..30 stops")
-    return [2.0**v for v in values]
+    if any(abs(v) > MAX_EV for v in values):
+        raise ExposureError(f"{where}: EV values must lie within -{MAX_EV}..{MAX_EV} stops")
+    times = [2.0**v for v in values]
+    _check_span(times, [f"EV {v:g}" for v in values], where, "check the EV values")
+    return times
 
 
 def parse_exposures(text: str, count: int) -> list[float]:
     """`--exposures 1/100,1/25,0.16`: one time in seconds per file, in the order given."""
-    values = _numbers(text, count, "--exposures")
+    values = _numbers(text, count, "--exposures", "1/100,1/25,1/6")
     if any(v <= 0 for v in values):
         raise ExposureError("--exposures: exposure times must be positive seconds")
+    way_out = "give times in seconds, e.g. 1/100,1/25,1/6"
+    _check_seconds(values, ["--exposures: exposure time"] * len(values), way_out)
+    _check_span(values, [f"{v:.6g} s" for v in values], "--exposures", way_out)
     return values
 
 
 def parse_ev(text: str, count: int) -> list[float]:
     """`--ev -2,0,2`: exposure values relative to any common base; t = 2^EV."""
-    return _ev_to_times(_numbers(text, count, "--ev"), "--ev")
+    return _ev_to_times(_numbers(text, count, "--ev", "-2,0,2"), "--ev")
 
 
 def read_exposure_file(path: Path, count: int) -> list[float]:
@@ -78,10 +123,15 @@ def effective_exposures(infos: Sequence[CaptureInfo], paths: Sequence[Path]) -> 
     to t * ISO / N^2, so that product (scaled to the first frame's ISO and aperture) is what the
     merge needs when a bracket varies ISO or aperture instead of, or besides, shutter time.
     """
-    missing = [p.name for p, info in zip(paths, infos) if info.exposure_time is None]
+    missing = [p for p, info in zip(paths, infos) if info.exposure_time is None]
+    for path in missing:  # an empty or text file has no EXIF either; say what it really is
+        check_image(path)
     if missing:
-        raise ExposureError(f"no exposure time in the metadata of {', '.join(missing)}; {EXPOSURE_HINT}")
+        raise ExposureError(f"no exposure time in the metadata of {', '.join(p.name for p in missing)}; {EXPOSURE_HINT}")
     times = [float(info.exposure_time) for info in infos]  # type: ignore[arg-type]
+    way_out = f"if the metadata is wrong, {EXPOSURE_HINT}"
+    sources = {"exif": "EXIF", "libraw": "RAW metadata"}
+    _check_seconds(times, [f"{p}: {sources.get(i.source, 'metadata')} exposure time" for p, i in zip(paths, infos)], way_out)
     folded = False
     isos = [info.iso for info in infos]
     if all(iso for iso in isos) and len({round(iso, 3) for iso in isos}) > 1:  # type: ignore[arg-type]
@@ -91,6 +141,8 @@ def effective_exposures(infos: Sequence[CaptureInfo], paths: Sequence[Path]) -> 
     if all(n for n in apertures) and len({round(n, 2) for n in apertures}) > 1:  # type: ignore[arg-type]
         times = [t * (apertures[0] / n) ** 2 for t, n in zip(times, apertures)]  # type: ignore[operator]
         folded = True
+    what = "effective exposures (time x ISO x aperture)" if folded else "exposure times in the metadata"
+    _check_span(times, [f"{p.name} {t:.6g} s" for p, t in zip(paths, times)], what, way_out)
     return times, folded
 
 

@@ -16,10 +16,10 @@ from smarthdr_cli import __version__, align, exposure
 from smarthdr_cli.bracket import GAMMA, Bracket, Frame, check_content, choose_three
 from smarthdr_cli.errors import BackendError, BracketError, ExposureError, InputError, OutputError
 from smarthdr_cli.io import raw as raw_io
-from smarthdr_cli.io.exif import CaptureInfo, orientation_turns, read_exif
-from smarthdr_cli.io.hdr import is_hdr, write_hdr
+from smarthdr_cli.io.exif import CaptureInfo, check_image, orientation_turns, read_exif
+from smarthdr_cli.io.hdr import is_hdr, save_hdr
 from smarthdr_cli.io.ldr import is_ldr, read_ldr
-from smarthdr_cli.io.output import atomic_output, check_output_path
+from smarthdr_cli.io.output import atomic_output, atomic_outputs, check_not_inputs, check_output_path, write_file
 from smarthdr_cli.response import Response, calibrate, load_response
 from smarthdr_cli.tonemap import OPERATORS, to_8bit
 
@@ -118,6 +118,7 @@ def resolve_inputs(paths: Sequence[Path]) -> tuple[list[Path], Path | None]:
 
 def capture_info(path: Path) -> CaptureInfo:
     """exifread first; LibRaw's metadata fills the gaps for RAW containers exifread cannot parse."""
+    check_image(path)  # an empty or text file is that, not a photo without an exposure time
     try:
         info = read_exif(path)
     except OSError as exc:
@@ -130,11 +131,11 @@ def capture_info(path: Path) -> CaptureInfo:
 def _exposure_times(
     files: Sequence[Path], infos: Sequence[CaptureInfo], settings: MergeSettings, exposure_file: Path | None, note: Note
 ) -> list[float]:
-    if settings.exposures and settings.ev:
+    if settings.exposures is not None and settings.ev is not None:
         raise ExposureError("pass either --exposures or --ev, not both")
-    if settings.exposures:
+    if settings.exposures is not None:
         return exposure.parse_exposures(settings.exposures, len(files))
-    if settings.ev:
+    if settings.ev is not None:
         return exposure.parse_ev(settings.ev, len(files))
     if exposure_file is not None:
         note(f"exposures from {exposure_file}")
@@ -150,7 +151,7 @@ def _reference_position(choice: str | None, ordered: Sequence[Path]) -> int | No
     if choice is None:
         return None
     text = choice.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit alone accepts superscripts such as "²"
         position = int(text)
         if not 1 <= position <= len(ordered):
             raise BracketError(f"--reference {position}: choose 1..{len(ordered)} (1 = shortest exposure)")
@@ -277,9 +278,14 @@ def load_bracket(
     )
 
 
-def check_outputs(settings: MergeSettings) -> None:
-    """Refuse unwritable, clashing or existing outputs before any work is done."""
-    outputs = [p for p in (settings.output, settings.preview, settings.uncertainty) if p is not None]
+def output_paths(settings: MergeSettings) -> list[Path]:
+    """The files one merge writes, as a set: the HDR, then the preview and uncertainty map if asked."""
+    return [p for p in (settings.output, settings.preview, settings.uncertainty) if p is not None]
+
+
+def check_outputs(settings: MergeSettings, inputs: Sequence[Path] = ()) -> None:
+    """Refuse unwritable, clashing, existing or input-replacing outputs before any work is done."""
+    outputs = output_paths(settings)
     resolved = [p.resolve() for p in outputs]
     if len(set(resolved)) != len(resolved):
         raise OutputError("output, preview and uncertainty files must be different files")
@@ -291,17 +297,25 @@ def check_outputs(settings: MergeSettings) -> None:
         raise OutputError(f"{settings.uncertainty}: uncertainty map must end in .exr")
     if settings.tonemap not in OPERATORS:
         raise OutputError(f"--tonemap {settings.tonemap}: choose one of {', '.join(OPERATORS)}")
+    check_not_inputs(outputs, inputs)
     for path in outputs:
         check_output_path(path, settings.overwrite)
 
 
-def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool) -> None:
+def save_preview(temp: Path, hdr: np.ndarray, operator: str, kind: str) -> None:
+    """Tone-map `hdr` and write it as `kind` (.jpg or .png) into `temp`, encoded in memory first
+    so that a short write on a full disk is an error (see io.output.write_file)."""
     import imageio.v3 as iio
 
     pixels = to_8bit(OPERATORS[operator](hdr))
+    jpeg = kind.lower() in (".jpg", ".jpeg")
+    encoded = iio.imwrite("<bytes>", pixels, extension=".jpg" if jpeg else ".png", **({"quality": 92} if jpeg else {}))
+    write_file(temp, encoded)
+
+
+def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool) -> None:
     with atomic_output(path, overwrite) as temp:
-        extra = {"quality": 92} if path.suffix.lower() in (".jpg", ".jpeg") else {}
-        iio.imwrite(temp, pixels, **extra)
+        save_preview(temp, hdr, operator, path.suffix)
 
 
 def check_settings(settings: MergeSettings) -> None:
@@ -355,7 +369,8 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
     started = time.perf_counter()
     report = MergeReport(inputs=[str(p) for p in paths])
     check_settings(settings)
-    check_outputs(settings)
+    files, _ = resolve_inputs(paths)
+    check_outputs(settings, files)
     if backend is None:
         backend = create_backend(settings, note)
     bracket = load_bracket(paths, settings, report, note)
@@ -383,13 +398,20 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
         "smarthdr:response": report.response,
         "smarthdr:align": settings.align,
     }
-    write_hdr(settings.output, hdr, attributes=attributes, float32=settings.float32, overwrite=settings.overwrite)
+    outputs = output_paths(settings)
+    with atomic_outputs(outputs, settings.overwrite) as temps:
+        files = dict(zip(outputs, temps))
+        save_hdr(files[settings.output], hdr, kind=settings.output.suffix, attributes=attributes, float32=settings.float32)
+        if settings.preview is not None:
+            save_preview(files[settings.preview], hdr, settings.tonemap, settings.preview.suffix)
+        if settings.uncertainty is not None:
+            if result.uncertainty is None:
+                raise BackendError(f"backend {backend.name} returned no uncertainty map; drop --uncertainty")
+            save_hdr(files[settings.uncertainty], result.uncertainty, kind=".exr", attributes=attributes, float32=True)
     report.outputs["hdr"] = str(settings.output)
     if settings.preview is not None:
-        write_preview(settings.preview, hdr, settings.tonemap, settings.overwrite)
         report.outputs["preview"] = str(settings.preview)
-    if settings.uncertainty is not None and result.uncertainty is not None:
-        write_hdr(settings.uncertainty, result.uncertainty, attributes=attributes, float32=True, overwrite=settings.overwrite)
+    if settings.uncertainty is not None:
         report.outputs["uncertainty"] = str(settings.uncertainty)
     report.seconds = time.perf_counter() - started
     return report

@@ -124,9 +124,13 @@ def test_interrupted_run_then_skip_existing(runner, tmp_path, static_scene, monk
     result = runner.invoke(app, ["batch", str(library), "-o", str(out), "-q", "--skip-existing"])
     assert result.exit_code == 0, result.output
     assert len(sorted(out.rglob("*.exr"))) == 3 and done[0].stat().st_mtime_ns == stamp
-    assert sorted(line["status"] for line in _report(out)) == ["ok", "ok", "skipped"]
-    result = runner.invoke(app, ["batch", str(library), "-o", str(out), "-q"])  # without: existing outputs fail
-    assert result.exit_code == 3 and all("--overwrite" in line["reason"] for line in _report(out))
+    # the rerun continues the interrupted run's report: its ok line, then the rerun's ok, ok, skipped
+    assert sorted(line["status"] for line in _report(out)) == ["ok", "ok", "ok", "skipped"]
+    result = runner.invoke(app, ["batch", str(library), "-o", str(out), "-q"])  # without: the report is not replaced
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    fresh = ["--report", str(tmp_path / "again.jsonl")]
+    result = runner.invoke(app, ["batch", str(library), "-o", str(out), "-q", *fresh])  # and existing outputs fail
+    assert result.exit_code == 3 and all("--overwrite" in line["reason"] for line in _report(tmp_path, "again.jsonl"))
 
 
 def test_shards_split_without_overlap(runner, tmp_path, static_scene):
@@ -188,7 +192,7 @@ def test_files_without_exif_times_need_bracket_size(runner, tmp_path, static_sce
     result = runner.invoke(app, ["batch", str(tmp_path / "lib"), "-o", str(out), "-q"])
     assert result.exit_code == 0 and not list(out.rglob("*.exr"))
     assert all("--bracket-size" in line["reason"] for line in _report(out))
-    result = runner.invoke(app, ["batch", str(tmp_path / "lib"), "-o", str(out), "--bracket-size", "3", "-q"])
+    result = runner.invoke(app, ["batch", str(tmp_path / "lib"), "-o", str(out), "--bracket-size", "3", "-q", "--overwrite"])
     assert result.exit_code == 3  # grouped now, but with no exposure times the merge says which flag it needs
     assert "--exposures" in _report(out)[0]["reason"]
 
@@ -247,7 +251,7 @@ def test_batch_bad_input_matrix(runner, tmp_path, static_scene, shared_data, mon
     assert "different EXIF orientations" in by_file["IMG_30.jpg"]["reason"]
     assert by_file["IMG_40.jpg"]["status"] == by_file["IMG_41.jpg"]["status"] == "single"
     assert [by_file[f"IMG_5{i}.jpg"]["status"] for i in range(3)] == ["single"] * 3
-    assert by_file["notes.jpg"]["status"] == "single"
+    assert by_file["notes.jpg"]["status"] == "unreadable"
     for name in ("exifpy_sony_a7iii_stripped.ARW", "exiv2_canon_powershot_s40_truncated.crw", "memorial_CRLF_corrupted.hdr"):
         assert name not in by_file or by_file[name]["status"] in ("single", "unreadable", "failed")
     assert all("\n" not in line.get("reason", "") for line in lines)

@@ -86,7 +86,7 @@ import numpy as np
 from smarthdr_cli.camera import expose, film_curve, gamma_curve, s_curve, value_noise, with_black
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import is_hdr, read_hdr, write_hdr
-from smarthdr_cli.io.output import atomic_folder, atomic_output
+from smarthdr_cli.io.output import atomic_folder, atomic_output, write_file
 
 FORMAT_VERSION = 1  # bump when the same settings start giving different scenes
 DEFAULT_SCENES = 20
@@ -1017,8 +1017,10 @@ def write_scene(scene: SynthScene, folder: Path, with_gt: bool, overwrite: bool 
             for name, frame in zip(FRAME_NAMES, scene.frames):
                 _write_frame(temp / name, frame)
         (temp / EXPOSURE_NAME).write_text(exposure_text(scene.ev), encoding="utf-8")
-        if not cv2.imwrite(str(temp / MOTION_NAME), scene.motion.astype(np.uint8) * 255):
-            raise OutputError(f"{folder}: OpenCV could not write {MOTION_NAME}")
+        ok, motion = cv2.imencode(".pgm", scene.motion.astype(np.uint8) * 255)
+        if not ok:
+            raise OutputError(f"{folder}: OpenCV could not encode {MOTION_NAME}")
+        write_file(temp / MOTION_NAME, motion.tobytes())  # checked: OpenCV's writers ignore a full disk
         if with_gt:
             write_hdr(temp / GT_NAME, scene.gt)
 

@@ -6,6 +6,7 @@ fallback (see `smarthdr_cli.io.raw.raw_metadata`).
 """
 from __future__ import annotations
 
+import codecs
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import exifread
+
+from smarthdr_cli.errors import InputError
+from smarthdr_cli.io.ldr import is_ldr
 
 # exifread logs "File format not recognized" and the like as warnings: the caller decides what
 # a missing tag means, so these stay off the user's terminal.
@@ -169,6 +173,43 @@ def read_exif(path: Path) -> CaptureInfo:
         capture_time=_datetime(tags.get("EXIF DateTimeOriginal") or tags.get("Image DateTime")),
         source="exif" if exposure else "none",
     )
+
+
+# How JPEG, PNG, TIFF and BigTIFF files start (the LDR frames this tool reads); RAW containers
+# are too many to list, so they are only checked for being empty or text.
+_LDR_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_SNIFF_BYTES = 1024
+
+
+def _is_text(head: bytes) -> bool:
+    """No NUL byte and valid UTF-8 (a character cut at the end allowed): every image header has NULs."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_image(path: Path) -> None:
+    """Refuse an empty file or one that is no image, from its first bytes.
+
+    `read_exif` finds no EXIF in such a file and says nothing; without this check it would be
+    reported as a frame without exposure time, or as a single shot by `batch`. A file that cannot
+    be opened passes: opening it is the reader's to report, with its own message.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return
+    if not head:
+        raise InputError(f"{path}: empty file (0 bytes); copy it again or leave it out")
+    if _is_text(head):
+        raise InputError(f"{path}: not a JPEG/PNG/TIFF/RAW image (it holds text); leave it out")
+    if is_ldr(path) and not head.startswith(_LDR_SIGNATURES):
+        raise InputError(f"{path}: not a JPEG/PNG/TIFF/RAW image (no JPEG, PNG or TIFF signature); leave it out")
 
 
 def orientation_turns(orientation: int) -> tuple[int, bool]:

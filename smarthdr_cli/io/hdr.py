@@ -11,7 +11,8 @@ from typing import Mapping
 import numpy as np
 
 from smarthdr_cli.errors import InputError, OutputError
-from smarthdr_cli.io.output import atomic_output
+from smarthdr_cli.io.output import atomic_output, write_file
+from smarthdr_cli.io.quiet import captured_output, first_line
 
 HDR_EXTENSIONS = frozenset({".exr", ".hdr", ".pic", ".rgbe"})
 # Rec. 709 luminance weights: OpenEXR's default chromaticities for luminance/chroma images.
@@ -34,13 +35,19 @@ def read_hdr(path: Path) -> np.ndarray:
 def _read_exr(path: Path) -> np.ndarray:
     import OpenEXR
 
-    try:
-        channels = {
-            name: np.asarray(channel.pixels, dtype=np.float32)
-            for name, channel in OpenEXR.File(str(path), separate_channels=True).channels().items()
-        }
-    except Exception as exc:  # the bindings raise plain RuntimeError/Exception on broken files
-        raise InputError(f"{path}: cannot read OpenEXR file ({str(exc).splitlines()[0][:160]})") from None
+    failure: str | None = None
+    # OpenEXR prints its own account of a damaged file (to stderr and stdout, up to hundreds of
+    # lines); captured, its first line is the reason given, as it names the actual damage.
+    with captured_output() as captured:
+        try:
+            channels = {
+                name: np.asarray(channel.pixels, dtype=np.float32)
+                for name, channel in OpenEXR.File(str(path), separate_channels=True).channels().items()
+            }
+        except Exception as exc:  # the bindings raise plain RuntimeError/Exception on broken files
+            failure = first_line(str(exc), str(path)) or type(exc).__name__
+    if failure is not None:
+        raise InputError(f"{path}: cannot read OpenEXR file ({captured.reason(str(path), path.name) or failure})")
 
     def find(name: str) -> np.ndarray | None:  # "R", or "<layer>.R" for the first layer that has it
         if name in channels:
@@ -86,8 +93,6 @@ def _from_luminance_chroma(luma: np.ndarray, ry: np.ndarray, by: np.ndarray) -> 
 
 
 def _read_radiance(path: Path) -> np.ndarray:
-    import cv2
-
     data = path.read_bytes()
     end = data.find(b"\n\n", 0, 1 << 16)
     if end < 0:
@@ -99,16 +104,45 @@ def _read_radiance(path: Path) -> np.ndarray:
     if formats and formats[-1] != "32-bit_rle_rgbe":
         raise InputError(f"{path}: unsupported Radiance pixel format {formats[-1]}")
     stream = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + data[end + 2 :]
-    try:
-        bgr = cv2.imdecode(np.frombuffer(stream, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        bgr = None
-    if bgr is None or bgr.ndim != 3 or bgr.dtype != np.float32:
-        raise InputError(f"{path}: corrupt Radiance .hdr pixel data")
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    rgb = np.ascontiguousarray(_decode_rgbe(path, stream)[:, :, ::-1])
     if not np.isfinite(rgb).all():
         raise InputError(f"{path}: corrupt Radiance .hdr pixel data (non-finite values)")
     return rgb
+
+
+def _decode_rgbe(path: Path, stream: bytes) -> np.ndarray:
+    """OpenCV's decoding of `path`'s pixels, given as a standard Radiance `stream`; InputError if it fails.
+
+    The stream goes through a temporary file of ours: cv2.imdecode writes one itself for this
+    format and leaves it behind in the temp folder when the decoder throws (oversized images).
+    """
+    import os
+    import tempfile
+
+    import cv2
+
+    try:
+        handle, name = tempfile.mkstemp(prefix="smarthdr-", suffix=".hdr")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot decode Radiance .hdr (temporary file: {exc.strerror or exc})") from None
+    failure = ""
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(stream)
+        with captured_output() as captured:  # OpenCV logs "RGBE read error" and the like to stderr itself
+            try:
+                bgr = cv2.imread(name, cv2.IMREAD_UNCHANGED)
+            except cv2.error as exc:
+                bgr, failure = None, str(exc)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot decode Radiance .hdr (temporary file: {exc.strerror or exc})") from None
+    finally:
+        os.unlink(name)
+    if bgr is None or bgr.ndim != 3 or bgr.dtype != np.float32:
+        said = captured.text + "\n" + failure
+        said = "image too large" if "CV_IO_MAX_IMAGE" in said else first_line(said, str(path), path.name)
+        raise InputError(f"{path}: corrupt Radiance .hdr pixel data" + (f" ({said})" if said else ""))
+    return bgr
 
 
 def write_hdr(
@@ -120,15 +154,26 @@ def write_hdr(
     overwrite: bool = False,
 ) -> None:
     """Write linear HxWx3 radiance to .exr (ZIP, half unless `float32`) or Radiance .hdr, atomically."""
-    rgb = np.ascontiguousarray(np.nan_to_num(np.maximum(rgb, 0.0), nan=0.0, posinf=65504.0))
+    _check_hdr_suffix(path)
+    with atomic_output(path, overwrite) as temp:
+        save_hdr(temp, rgb, kind=path.suffix, attributes=attributes, float32=float32)
+
+
+def _check_hdr_suffix(path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".exr", ".hdr"):
         raise OutputError(f"{path}: unsupported HDR output type {suffix or '(none)'}; use .exr or .hdr")
-    with atomic_output(path, overwrite) as temp:
-        if suffix == ".exr":
-            _write_exr(temp, rgb, attributes or {}, float32)
-        else:
-            _write_radiance(temp, rgb)
+
+
+def save_hdr(
+    temp: Path, rgb: np.ndarray, *, kind: str, attributes: Mapping[str, object] | None = None, float32: bool = False
+) -> None:
+    """Write `rgb` as `kind` (.exr or .hdr) into `temp`, a temporary of `io.output` (not atomic itself)."""
+    rgb = np.ascontiguousarray(np.nan_to_num(np.maximum(rgb, 0.0), nan=0.0, posinf=65504.0))
+    if kind.lower() == ".exr":
+        _write_exr(temp, rgb, attributes or {}, float32)
+    else:
+        _write_radiance(temp, rgb)
 
 
 def _write_exr(temp: Path, rgb: np.ndarray, attributes: Mapping[str, object], float32: bool) -> None:
@@ -150,4 +195,4 @@ def _write_radiance(temp: Path, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".hdr", np.ascontiguousarray(rgb[:, :, ::-1].astype(np.float32)))
     if not ok:
         raise OutputError(f"{temp.name}: OpenCV could not encode Radiance .hdr")
-    temp.write_bytes(encoded.tobytes())
+    write_file(temp, encoded.tobytes())

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +18,7 @@ import numpy as np
 
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.io.exif import CaptureInfo
+from smarthdr_cli.io.quiet import captured_output
 
 RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw .nef "
@@ -35,21 +33,10 @@ def is_raw(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _quiet_libraw() -> Iterator[None]:
-    """Keep LibRaw's own C-level messages ("Unexpected end of file") off the user's terminal."""
-    fd = 2
-    try:
-        sys.stderr.flush()
-        saved = os.dup(fd)
-    except (OSError, ValueError, AttributeError):
+    """Keep LibRaw's own C-level messages ("Unexpected end of file") off the user's terminal; the
+    shared capture is safe where fd 2 is closed, redirected or used from several threads at once."""
+    with captured_output():
         yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
 
 
 @contextlib.contextmanager

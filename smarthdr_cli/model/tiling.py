@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import torch
 
 from smarthdr_cli.model.config import GFHDRConfig
+from smarthdr_cli.sizes import parse_memory  # noqa: F401 - re-exported for callers of this module
 
 # Peak memory of one forward pass per pixel of the full network (embed_dim 60), measured on CPU
 # with PyTorch 2.13 (bench/gfhdr_forward.py): ~6 kB in fp32 and ~4.5 kB in bf16 at 256-384 px
@@ -26,22 +27,6 @@ CPU_TILE = 256
 DEFAULT_OVERLAP = 32
 
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
-
-
-def parse_memory(text: str) -> float:
-    """'2G', '1.5GB', '512M', '800k' or a plain number of bytes."""
-    from smarthdr_cli.errors import InputError
-
-    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in units else (cleaned, "")
-    try:
-        value = float(number) * units[unit]
-    except ValueError:
-        raise InputError(f"--max-memory {text!r}: use a size such as 2G, 512M or 800000000") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"--max-memory {text!r}: must be a positive size")
-    return value
 
 
 def tile_size_for(budget_bytes: float, config: GFHDRConfig, dtype: torch.dtype, largest: int = MAX_TILE) -> int:

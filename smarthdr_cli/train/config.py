@@ -113,6 +113,7 @@ class TrainConfig:
             (0.0 <= self.tau_patch <= 1.0 and 0.0 <= self.tau_pixel <= 1.0, "tau_patch and tau_pixel must be in [0, 1]"),
             (self.k_eps > 0, f"k_eps {self.k_eps}: must be positive"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be at least 1"),
+            (self.threads is None or self.threads >= 1, f"threads {self.threads}: must be at least 1"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device {self.device!r}: auto, cpu or cuda"),
         ]
         for ok, message in checks:

@@ -9,7 +9,10 @@ augmentation) with eq. 9: L = L_s^r + lambda_v L_s^v + L_s^k + lambda_u (L_u^r +
 
 Crash safety: a checkpoint (student, teacher, optimizer, scaler, RNG state, epoch) is written
 atomically after every epoch; `--resume` continues from it, and because all sampling is a function
-of (seed, epoch, position) a resumed run ends with the same weights as an uninterrupted one.
+of (seed, epoch, position) a resumed run ends with the same weights as an uninterrupted one (on the
+same device and CPU thread count: a resume elsewhere is allowed and warned about). A run killed before
+its first checkpoint starts again from epoch 0 under `--resume`; the run folder's files are read as
+untrusted (train/checkpoint.py).
 Distributed: under `torchrun` every rank takes its slice of each global batch (gloo on CPU, NCCL
 on GPUs); gradients are averaged by DDP and only rank 0 writes the run folder's files.
 """
@@ -28,10 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from smarthdr_cli import __version__
 from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes
 from smarthdr_cli.data.patches import CachedScene, default_cache_dir, prepare_scenes
-from smarthdr_cli.errors import InputError, OutputError
+from smarthdr_cli.errors import InputError
 from smarthdr_cli.io.output import atomic_output
 from smarthdr_cli.metrics import psnr_l, psnr_mu
 from smarthdr_cli.model.config import PRESETS, GFHDRConfig
@@ -40,15 +42,15 @@ from smarthdr_cli.model.weights import load_weights, save_weights
 from smarthdr_cli.preprocess import network_input
 from smarthdr_cli.tonemap import mu_law
 from smarthdr_cli.train import losses
+from smarthdr_cli.train.checkpoint import (  # noqa: F401 - CHECKPOINT, check_run_dir, resumed_config: the run folder's API, used from here
+    CHECKPOINT, METRICS, check_run_dir, checkpoint_state, load_checkpoint, prepare_run_dir, read_history, restore, resumed_config,
+)
 from smarthdr_cli.train.config import TrainConfig
 from smarthdr_cli.train.dataset import LABELED, UNLABELED, PatchSet, batches
 from smarthdr_cli.train.ema import ema_update, make_teacher
 from smarthdr_cli.train.masking import MaskSettings
 from smarthdr_cli.train.pseudo_label import label_scenes, summary, teacher_predict
 from smarthdr_cli.train.pseudo_folder import read_pseudo_folder
-
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
 
 
 class Reporter:
@@ -139,48 +141,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The last checkpoint of a run, loaded without unpickling code (weights_only)."""
-    path = run_dir / CHECKPOINT
-    if not path.is_file():
-        raise InputError(f"{run_dir}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
-        raise InputError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:160]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a smarthdr training checkpoint")
-    return state
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse to mix two runs in one folder (checked before any data is decoded)."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise OutputError(f"{run_dir}: already holds files; use --resume {run_dir} to continue that run, or another -o")
-
-
-def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
-    """A new run folder with the resolved config, made once every input has been checked."""
-    check_run_dir(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
-    with atomic_output(run_dir / "config.json", overwrite=True) as temp:
-        temp.write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-
-
-def resumed_config(run_dir: Path) -> TrainConfig:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise InputError(f"{run_dir}: not a training run folder (no config.json)")
-    saved = json.loads(path.read_text())
-    if isinstance(saved, dict):
-        # runs started before the judge was detached trained with the gradient through: resume them so
-        saved.setdefault("detach_judge", False)
-    return TrainConfig.from_dict(saved, str(path))
 
 
 def _batch_inputs(batch: dict[str, torch.Tensor], gamma: float, device: torch.device) -> list[torch.Tensor]:
@@ -284,6 +244,7 @@ def train(
     # Every cheap check first (folders, scene layout, VGG weights), then the slow decoding.
     if not resume:
         check_run_dir(run_dir)
+    state = load_checkpoint(run_dir) if resume else None  # None on resume: stopped before its first checkpoint
     labeled_sources = discover_scenes(Path(config.labeled), "required")
     semi_live = config.pseudo is None and config.teacher != "none" and config.semi_epochs > 0
     unlabeled_sources = discover_scenes(Path(config.unlabeled), "forbidden") if semi_live else []  # type: ignore[arg-type]
@@ -328,19 +289,15 @@ def train(
     teacher: nn.Module | None = None
     start, best, elapsed = 0, -math.inf, 0.0
     history: list[dict[str, Any]] = []
-    if resume:
-        state = load_checkpoint(run_dir)
-        student.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if state.get("teacher") is not None:
-            teacher = make_teacher(student)
-            teacher.load_state_dict(state["teacher"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        start, best, elapsed = int(state["epoch"]), float(state["best"]), float(state["elapsed"])
-        history = _read_history(run_dir, start)
+    if resume and state is None:
+        history = read_history(run_dir, 0, reporter.note, write=dist.main)
+        reporter.note(f"{run_dir}: the run stopped before its first checkpoint; starting it again from epoch 0 with its saved config")
+    elif resume:
+        teacher, start, best, elapsed = restore(
+            run_dir, state, student=student, optimizer=optimizer, scaler=scaler, device=device, total_epochs=total_epochs,
+            make_teacher=make_teacher, note=reporter.note,
+        )
+        history = read_history(run_dir, start, reporter.note, write=dist.main)
         reporter.note(f"resuming {run_dir} after epoch {start} of {total_epochs}")
 
     labeled_set = PatchSet(labeled, config.patch, config.stride)
@@ -439,23 +396,12 @@ def train(
                 best = score
                 best_path = run_dir / "student-best.safetensors"
                 save_weights(student, best_path, _card(config, epoch + 1, elapsed, record, "best"), overwrite=True)
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "version": __version__,
-                "epoch": epoch + 1,
-                "stage": record["stage"],
-                "student": student.state_dict(),
-                "teacher": teacher.state_dict() if teacher is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "best": best,
-                "elapsed": elapsed,
-                "config": config.to_dict(),
-            }
+            state = checkpoint_state(
+                epoch=epoch + 1, stage=record["stage"], student=student, teacher=teacher, optimizer=optimizer, scaler=scaler,
+                device=device, best=best, elapsed=elapsed, config=config,
+            )
             # metrics first: a crash between the two leaves a line that --resume drops and rewrites
-            with (run_dir / "metrics.jsonl").open("a") as handle:
+            with (run_dir / METRICS).open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             with atomic_output(run_dir / CHECKPOINT, overwrite=True) as temp:
                 torch.save(state, temp)
@@ -471,16 +417,3 @@ def train(
         best_path = run_dir / "student-best.safetensors"
     dist.barrier()
     return TrainResult(run_dir, total_epochs, final, best_path if best_path and best_path.exists() else None, history)
-
-
-def _read_history(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
-    """metrics.jsonl up to the checkpoint's epoch, rewritten without lines of a lost epoch."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in records if r.get("epoch", 0) <= epochs]
-    if len(kept) != len(records) and Distributed.from_env().main:
-        with atomic_output(path, overwrite=True) as temp:
-            temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    return kept

@@ -24,12 +24,12 @@ import torch
 
 from smarthdr_cli import __version__
 from smarthdr_cli.data.grid import grid_origins
-from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, scene_source
+from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, scene_source
 from smarthdr_cli.data.patches import default_cache_dir, prepare_scenes
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
 from smarthdr_cli.io.ldr import read_ldr
-from smarthdr_cli.io.output import atomic_folder, atomic_output
+from smarthdr_cli.io.output import atomic_folder, atomic_output, write_file
 from smarthdr_cli.merge import write_preview
 from smarthdr_cli.model.weights import load_weights
 from smarthdr_cli.train.dataset import PseudoLabels
@@ -52,8 +52,19 @@ def _write_scene(folder: Path, item: LabelledScene, size: int) -> None:
         write_hdr(temp / "pseudo.exr", hdr, float32=True)
         write_hdr(temp / "uncertainty.exr", np.asarray(item.uncertainty, dtype=np.float32))
         write_preview(temp / "preview.jpg", hdr, "mu", overwrite=False)
-        iio.imwrite(temp / "patch_mask.png", _coverage_image(item.mask, size, hdr.shape[:2]))
-        iio.imwrite(temp / "pixel_mask.png", item.mask.pixel.astype(np.uint8) * 255)
+        # encoded in memory: PIL's PNG writer ignores a short write on a full disk (io.output.write_file)
+        write_file(temp / "patch_mask.png", iio.imwrite("<bytes>", _coverage_image(item.mask, size, hdr.shape[:2]), extension=".png"))
+        write_file(temp / "pixel_mask.png", iio.imwrite("<bytes>", item.mask.pixel.astype(np.uint8) * 255, extension=".png"))
+
+
+def _check_outside(out: Path, sources: list[SceneSource]) -> None:
+    """OUT/<scene> folders are replaced whole: none may be an input scene (`-o` the unlabeled
+    folder itself), and OUT may not lie inside one, whatever --overwrite says."""
+    target = out.resolve()
+    for source in sources:
+        folder = source.folder.resolve()
+        if folder == target or folder in target.parents or (target / source.name) == folder:
+            raise OutputError(f"{out}: would write over or into the unlabeled scene {source.folder}; choose an output folder outside the input scenes")
 
 
 def run_pseudo_label(
@@ -76,6 +87,7 @@ def run_pseudo_label(
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise InputError(f"{unlabeled}: scene names repeat")
+    _check_outside(out, sources)
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     model, card = load_weights(weights, torch_device)
     scenes = prepare_scenes(sources, cache_dir or default_cache_dir(), read)
