@@ -1,29 +1,42 @@
 """`classic`: a non-learned merge with reference-guided ghost rejection (numpy + OpenCV filters).
 
-Each frame is mapped to radiance by eq. (1), `L_i = x_i ** 2.2 / t_i`, and the frames are averaged
-with weights `t_i * w(x_i)` (longer exposures carry less noise per unit radiance; `w` falls to 0
-towards clipping). A non-reference pixel joins only where it agrees with the reference:
+Each frame is mapped to radiance by eq. (1), `L_i = x_i ** 2.2 / t_i`, and every frame of the
+bracket is averaged with weights `w(x_i) / var(L_i)`: the inverse variance of the radiance each
+frame gives there (its LDR noise and quantisation step carried through the curve, and its
+sensor noise: about `t` for LDR-limited frames, `t^2` for read-noise-limited ones), so that each
+added frame lowers the noise; `w` falls to 0 towards clipping and towards the frame's black
+floor. A non-reference pixel joins only where it agrees with the reference:
 
   each frame's pixel defines an interval of radiances consistent with it,
-  `[(x - k s)^g, (x + k s)^g] / t` with s the frame's noise level (widened by the sensor's
-  linear-domain noise near black), open-ended above where the frame clips. A non-reference pixel
-  whose interval misses the reference's shows something else (a moving object): it is dropped,
-  together with a small neighbourhood.
+  `[(x - b - k s)^g, (x + k s)^g] / t` with s the frame's noise level (widened by the sensor's
+  linear-domain noise near black) and b its black floor. Both ends can be open: above where the
+  frame clips (any brighter radiance gives the same code), below where it sits at its black floor
+  (a film base, a scanner's or a JPEG's lifted black, crushed shadows: the pixel says only "at
+  most this bright"). A non-reference pixel whose interval misses the reference's shows something
+  else (a moving object): it is dropped, together with a small neighbourhood.
 
-So the reference is always used where it is well exposed, and a clipped or noisy reference is
-filled from the frames that are consistent with it (a clipped pixel is consistent with any
-brighter radiance). Where every agreeing frame clips, the highest clipped radiance among them
-stays: the result never shows content the reference frame contradicts.
+So the reference is always used where it is well exposed, and a clipped, noisy or black reference
+is filled from the frames that are consistent with it. Where every agreeing frame clips, the
+highest clipped radiance among them stays, neutral: clipped channels carry no colour, so the
+result turns grey as the shortest agreeing frame approaches clipping (smoothly, not pixel by
+pixel). The result never shows content the reference frame contradicts.
+
+The black floor is measured, not assumed to be 0: the level where a frame's darkest codes pile up
+(a low percentile holding a noticeable share of the pixels), accepted when it is a floor and not
+a flat dark object: two frames of different exposure pile up at the same level, or the pixels
+piled there show detail in the next longer frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Sequence
 
 import numpy as np
 
 from smarthdr_backends.base import Availability, BackendOptions, MergeResult
-from smarthdr_cli.bracket import Bracket, channel_max
+from smarthdr_cli.bracket import Bracket, channel_max, every_frame
 
 SATURATION = 0.97  # LDR value (gamma domain) from which a pixel counts as clipped
 K_SIGMA = 3.0  # how many noise standard deviations two frames may disagree by
@@ -31,6 +44,17 @@ RELATIVE_TOLERANCE = 0.12  # exposure-time and response errors of real cameras, 
 GHOST_DILATION = 2  # pixels added around every rejected pixel (object edges, JPEG ringing)
 BAND_ROWS = 256  # rows merged at a time
 HALO_ROWS = 16  # > reach of the filters: 3x3 mean and dilation, ghost dilation, Gaussian edge (3 sigma)
+GREY_FROM = 0.7  # LDR value of the shortest agreeing frame from which highlights start turning neutral
+STEP_GRID = np.linspace(0.0, 1.0, 513, dtype=np.float32)  # LDR values the quantisation step is tabulated at
+SAMPLE_PIXELS = 2.0e6  # frame statistics (noise, black floor) are taken on ~2 MP
+FLOOR_PERCENTILE = 0.2  # percent of a channel's pixels at or below its candidate black floor
+FLOOR_WIDTH = 1.5 / 255  # the pixels within this of that level stand for the floor ...
+FLOOR_SHARE = 0.005  # ... and are at least this share of the frame
+FLOOR_HIGHEST = 0.35  # no black floor lies above this LDR value (a film base after a response is ~0.2)
+FLOOR_MATCH = 3.0 / 255  # two frames' floors this close are one (scene content differs by the exposure ratio)
+FLOOR_DETAIL = 8.0 / 255  # least spread (10th to 90th percentile) in the next longer frame that shows hidden detail ...
+FLOOR_SPREAD = 4.0  # ... and at least this many times what the floor's own spread and the exposure ratio explain
+DARK_RAMP = 0.05  # LDR range above floor + noise over which a frame's weight rises to full
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,75 @@ class Noise:
 
     ldr: float
     linear: float
+    # The quantisation error of the step between neighbouring LDR values the frame holds, on
+    # STEP_GRID: an 8-bit frame brought through a response with a toe or a shoulder has codes far
+    # apart there, an error no noise estimate sees. None where values are dense (16 bit, warped).
+    steps: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def ldr_at(self, image: np.ndarray) -> np.ndarray | float:
+        """The LDR noise level at each value of `image`: the larger of the noise and the error of
+        a uniform quantiser of the local step."""
+        if self.steps is None:
+            return self.ldr
+        # the table's nearest entry (1/512 apart, finer than 8-bit codes): np.interp runs in float64
+        index = np.clip(image * np.float32(STEP_GRID.size - 1) + np.float32(0.5), 0, STEP_GRID.size - 1).astype(np.int32)
+        return np.maximum(self.steps[index], np.float32(self.ldr))
+
+
+def quantisation_steps(image: np.ndarray) -> np.ndarray | None:
+    """Per value on STEP_GRID, the uniform-quantiser standard deviation of the frame's local
+    step between populated values (the smaller gap on either side, so a range the scene does not
+    fill is no step), the largest over channels; None when the values are dense."""
+    pixels = _sample(image).reshape(-1, 3)
+    table = np.zeros(STEP_GRID.size, dtype=np.float32)
+    for channel in range(3):
+        values, counts = np.unique(pixels[:, channel], return_counts=True)
+        if values.size > 1024:
+            return None  # not quantised to 8 bits any more (16-bit source, resampled by alignment)
+        values = values[counts >= 2]  # a stray value between two codes is no level
+        if values.size < 2:
+            continue
+        gaps = np.diff(values)
+        local = np.minimum(np.concatenate([gaps[:1], gaps]), np.concatenate([gaps, gaps[-1:]]))
+        table = np.maximum(table, np.interp(STEP_GRID, values, local * (0.5 / np.sqrt(3.0))))
+    return table
+
+
+def _with_steps(noise: Noise, image: np.ndarray) -> Noise:
+    """`noise` with the frame's quantisation steps, where they anywhere exceed its noise level."""
+    steps = quantisation_steps(image)
+    return replace(noise, steps=steps) if steps is not None and float(steps.max()) > noise.ldr else noise
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A frame's black floor per channel (LDR units): `level` where its darkest codes pile up (0
+    without a floor), `edge` the next populated value above it (a pixel at the floor may be
+    anything up to there: with a toe or a coarse response that is a long way)."""
+
+    level: np.ndarray
+    edge: np.ndarray
+
+    @staticmethod
+    def none() -> Floor:
+        zero = np.zeros(3, dtype=np.float32)
+        return Floor(zero, zero)
+
+
+def _pow(values: np.ndarray, power: float) -> np.ndarray:
+    """`values ** power` for non-negative float32 arrays through OpenCV (SIMD, threaded): numpy's
+    float power was half the merge's time at 12 MP."""
+    import cv2
+
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.ndim == 3 and values.shape[2] > 4:
+        return np.power(values, np.float32(power))
+    return cv2.pow(values, float(power))
+
+
+def _sample(image: np.ndarray) -> np.ndarray:
+    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / SAMPLE_PIXELS)))
+    return np.ascontiguousarray(image[::step, ::step])
 
 
 def _robust_sigma(values: np.ndarray) -> float:
@@ -51,49 +144,197 @@ def _robust_sigma(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(values))) * 1.3 if values.size >= 100 else 0.0
 
 
-def noise_level(image: np.ndarray, bits: int = 8, gamma: float = 2.2) -> Noise:
-    """Robust noise estimate of one frame from the residual of a 3x3 median filter."""
+def noise_level(image: np.ndarray, bits: int = 8, gamma: float = 2.2, floor: Floor | None = None) -> Noise:
+    """Robust noise estimate of one frame from the residual of a 3x3 median filter.
+
+    Pixels at the black floor are flat (every one the same code) and would pull the estimate to 0.
+    """
     import cv2
 
-    grey = image.mean(axis=2).astype(np.float32)
-    step = max(1, int(np.sqrt(grey.size / 2.0e6)))  # ~2 MP is plenty for a median
-    grey = np.ascontiguousarray(grey[::step, ::step])
+    grey = _sample(image).mean(axis=2, dtype=np.float32)  # the same pixels, averaged after sampling
+    black = float(np.max(floor.level)) if floor is not None else 0.0
     linear = grey**gamma
-    usable = (grey > 0.02) & (grey < SATURATION)
-    dark = (grey > 0.0) & (grey < 0.3)
+    usable = (grey > black + 0.02) & (grey < SATURATION)
+    dark = (grey > black + 1.0 / 255) & (grey < 0.3)
     ldr = _robust_sigma((grey - cv2.medianBlur(grey, 3))[usable])
     lin = _robust_sigma((linear - cv2.medianBlur(linear, 3))[dark])
     return Noise(ldr=max(ldr, 1.0 / ((1 << bits) - 1)), linear=lin)
 
 
+def _floor_candidates(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the candidate floor (a low percentile: the darkest populated codes, not a
+    stray ringing or dead pixel) and whether it could be one: low enough, and holding a share
+    of the frame that matters."""
+    pixels = _sample(image).reshape(-1, 3)
+    level = np.percentile(pixels, FLOOR_PERCENTILE, axis=0).astype(np.float32)
+    plausible = (level <= FLOOR_HIGHEST) & (np.mean(pixels <= level + FLOOR_WIDTH, axis=0) >= FLOOR_SHARE)
+    return level, plausible
+
+
+def _hides_detail(
+    image: np.ndarray, longer: np.ndarray, channel: int, level: float, ratio: float, noise: float
+) -> bool:
+    """Whether the pixels at `level` in `image` show, in the longer frame, far more spread than
+    their own spread and the exposure ratio explain (a floor hides detail; a flat dark object
+    stays flat), all of it no brighter than the floor allows (a moving object would show
+    something brighter behind it)."""
+    here = _sample(image[..., channel])
+    chosen = here <= level + FLOOR_WIDTH
+    if chosen.sum() < 100:
+        return False
+    there = _sample(longer[..., channel])[chosen]
+    own_low, own_high = np.percentile(here[chosen], [10, 90])
+    low, high = np.percentile(there, [10, 90])
+    needed = max(FLOOR_DETAIL, FLOOR_SPREAD * ratio * max(own_high - own_low, 1.0 / 255) + 3.0 * noise)
+    return bool(high - low >= needed and high <= (level + FLOOR_WIDTH) * ratio + FLOOR_MATCH)
+
+
+def black_floors(
+    images: Sequence[np.ndarray], exposures: Sequence[float], gamma: float, noises: Sequence[Noise] | None = None
+) -> list[Floor]:
+    """Each frame's black floor (frames sorted short -> long, aligned).
+
+    A frame's darkest codes are a floor when another frame's darkest codes sit at the same level
+    (scene content would be brighter in the longer frame by the exposure ratio), or when the
+    next longer frame shows detail where they are. A frame without a floor of its own (its
+    darkest pixels are lifted shadows) gets the bracket's: the offset comes from the camera,
+    scanner or film, not from the exposure.
+    """
+    candidates = [_floor_candidates(image) for image in images]
+    levels = np.zeros((len(images), 3), dtype=np.float32)
+    found = np.zeros((len(images), 3), dtype=bool)
+    for index, (level, plausible) in enumerate(candidates):
+        for channel in np.flatnonzero(plausible):
+            value = float(level[channel])
+            floor = any(
+                other != index and candidates[other][1][channel] and abs(candidates[other][0][channel] - value) <= FLOOR_MATCH
+                for other in range(len(images))
+            )
+            if not floor and index + 1 < len(images):
+                ratio = (exposures[index + 1] / exposures[index]) ** (1.0 / gamma)
+                noise = noises[index + 1].ldr if noises is not None else 1.0 / 255
+                floor = _hides_detail(images[index], images[index + 1], channel, value, ratio, noise)
+            if floor:
+                levels[index, channel], found[index, channel] = value, True
+    bracket = np.where(found.any(axis=0), np.where(found, levels, np.inf).min(axis=0), 0.0).astype(np.float32)
+    floors = []
+    for index, image in enumerate(images):
+        level = np.where(found[index], levels[index], bracket).astype(np.float32)
+        edge = level.copy()
+        if found.any():
+            pixels = _sample(image).reshape(-1, 3)
+            rank = max(3, int(1e-4 * pixels.shape[0]))  # the next level that is populated, not a stray value
+            for channel in range(3):
+                above = pixels[:, channel][pixels[:, channel] > level[channel] + 1e-6]
+                if above.size > rank:
+                    edge[channel] = np.partition(above, rank)[rank]
+        floors.append(Floor(level, np.maximum(edge, level)))
+    return floors
+
+
 def _interval(
-    image: np.ndarray, clipped: np.ndarray, exposure: float, noise: Noise, gamma: float
+    image: np.ndarray, clipped: np.ndarray, floored: np.ndarray, exposure: float, noise: Noise, floor: Floor, gamma: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Radiance interval per pixel and channel that an observation `image` is consistent with."""
-    linear = image**gamma
-    low = np.minimum(np.maximum(image - K_SIGMA * noise.ldr, 0.0) ** gamma, linear - K_SIGMA * noise.linear)
-    high = np.maximum(np.minimum(image + K_SIGMA * noise.ldr, 1.0) ** gamma, linear + K_SIGMA * noise.linear)
-    low = np.maximum(low, 0.0) * ((1.0 - RELATIVE_TOLERANCE) / exposure)
+    """Radiance interval per pixel and channel that an observation `image` is consistent with.
+
+    The low end assumes the floor is an offset to remove, the high end that it is signal: a
+    response that left the offset in (or removed it) cannot make two frames disagree. At the
+    floor the low end is 0 and the high end reaches the floor's edge.
+    """
+    level = floor.level.astype(np.float32)
+    spread = np.float32(K_SIGMA) * noise.ldr_at(image)
+    linear = _pow(image, gamma)
+    if np.any(level > 0):
+        scale = (1.0 / np.maximum(1.0 - level, 1e-3)).astype(np.float32)
+        lifted = np.maximum(image - level, 0.0) * scale
+        low = np.minimum(_pow(np.maximum(lifted - spread * scale, 0.0), gamma), _pow(lifted, gamma) - np.float32(K_SIGMA * noise.linear))
+    else:
+        low = np.minimum(_pow(np.maximum(image - spread, 0.0), gamma), linear - np.float32(K_SIGMA * noise.linear))
+    edge = floor.edge.astype(np.float32)
+    top = np.maximum(image, np.where(floored, edge, np.float32(0.0)))
+    top_linear = np.maximum(linear, np.where(floored, _pow(edge, gamma), np.float32(0.0)))
+    high = np.maximum(_pow(np.minimum(top + spread, 1.0), gamma), top_linear + np.float32(K_SIGMA * noise.linear))
+    low = np.where(floored, 0.0, np.maximum(low, 0.0)) * ((1.0 - RELATIVE_TOLERANCE) / exposure)
     high = np.where(clipped, np.inf, high * ((1.0 + RELATIVE_TOLERANCE) / exposure))
-    return low, high.astype(np.float32, copy=False)
+    return low.astype(np.float32, copy=False), high.astype(np.float32, copy=False)
 
 
-def _saturation_weight(image: np.ndarray) -> np.ndarray:
-    """1 for well-exposed pixels, ramping to 0 as the brightest channel approaches clipping."""
-    return np.clip((SATURATION - channel_max(image)) * (1.0 / 0.15), 0.0, 1.0)
+def _saturation_weight(brightest: np.ndarray) -> np.ndarray:
+    """1 for well-exposed pixels, ramping to 0 as the brightest channel (`channel_max`) approaches clipping."""
+    return np.clip((SATURATION - brightest) * np.float32(1.0 / 0.15), 0.0, 1.0)
+
+
+def _precision(image: np.ndarray, exposure: float, noise: Noise, gamma: float) -> np.ndarray:
+    """Inverse variance of the radiance `x^g / t` a frame gives at each pixel: `t^2 / var(x^g)`,
+    with the LDR-domain noise carried through the curve, the linear-domain (sensor) noise and the
+    LDR noise's own linear size near black. Weighting by it makes every added frame lower the
+    noise: read-noise-limited frames weigh about `t^2`, LDR-noise-limited ones about `t`.
+    Taken on a 3x3 mean so that a pixel's own noise does not pick its weight."""
+    import cv2
+
+    grey = cv2.blur((image[..., 0] + image[..., 1] + image[..., 2]) * np.float32(1.0 / 3.0), (3, 3))  # numpy's axis-2 mean is slow
+    ldr = noise.ldr_at(grey)
+    slope = np.float32(gamma) * ldr * _pow(np.maximum(grey, np.float32(1e-4)), gamma - 1.0)
+    ldr_linear = _pow(ldr, 2.0 * gamma) if isinstance(ldr, np.ndarray) else np.float32(ldr ** (2.0 * gamma))
+    variance = slope * slope + (np.float32(noise.linear**2) + ldr_linear)
+    return (exposure * exposure) / variance
+
+
+def _colour_trust(brightest: np.ndarray) -> np.ndarray:
+    """1 where the brightest channel is well below clipping, falling smoothly to 0 at clipping:
+    how much of a highlight's colour to keep. Starts below the weight ramp: a response's shoulder
+    (few samples above it to fit) and a JPEG's chroma next to clipped channels tint the last
+    stops before clipping."""
+    x = np.clip((SATURATION - brightest) * np.float32(1.0 / (SATURATION - GREY_FROM)), 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _dark_weight(brightest: np.ndarray, floor: Floor, noise: Noise) -> np.ndarray:
+    """1 above the black floor, ramping to 0 as the brightest channel reaches it (a saturated
+    colour whose weak channels sit at the floor is still measured by its strong ones).
+
+    With a floor above 0 the weight also falls with the share of the pixel's linear value the
+    floor would account for, about `((x - b) / x) ^ 2`: a lifted black that the response left in
+    makes a frame's dark pixels too bright, most of all in short frames, and a longer frame knows
+    better. A pixel at the floor is an upper bound, not a measurement: it gets no weight.
+    """
+    black = float(np.max(floor.level))
+    weight = np.clip((brightest - (black + K_SIGMA * noise.ldr)) * (1.0 / DARK_RAMP), 0.0, 1.0)
+    if black > 0:
+        signal = np.clip(1.0 - black / np.maximum(brightest, 1e-6), 0.0, 1.0)
+        weight *= signal * signal
+    return weight
+
+
+def _floored(image: np.ndarray, floor: Floor, noise: Noise) -> np.ndarray:
+    return image <= floor.level + K_SIGMA * noise.ldr
 
 
 def consistency(
-    images: Sequence[np.ndarray], exposures: Sequence[float], reference: int, noises: Sequence[Noise], gamma: float
+    images: Sequence[np.ndarray],
+    exposures: Sequence[float],
+    reference: int,
+    noises: Sequence[Noise],
+    gamma: float,
+    floors: Sequence[Floor] | None = None,
 ) -> list[np.ndarray]:
     """Per frame, a soft [0, 1] map of where it agrees with the reference (1 for the reference)."""
     import cv2
 
+    floors = floors or [Floor.none()] * len(images)
     box = np.ones((3, 3), np.uint8)
-    # Compared on 3x3 means (less noise); a mean next to a clipped pixel counts as clipped too.
+    # Compared on 3x3 means (less noise); a mean next to a clipped (or floored) pixel counts as such too.
     smoothed = [cv2.blur(image, (3, 3)) for image in images]
     clipped = [cv2.dilate((image >= SATURATION).view(np.uint8), box).view(bool) for image in images]
-    ref_low, ref_high = _interval(smoothed[reference], clipped[reference], exposures[reference], noises[reference], gamma)
+    floored = [
+        cv2.dilate(np.ascontiguousarray(_floored(image, floor, noise)).view(np.uint8), box).view(bool)
+        for image, floor, noise in zip(images, floors, noises)
+    ]
+
+    def interval(index: int) -> tuple[np.ndarray, np.ndarray]:
+        return _interval(smoothed[index], clipped[index], floored[index], exposures[index], noises[index], floors[index], gamma)
+
+    ref_low, ref_high = interval(reference)
     size = 2 * GHOST_DILATION + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     maps = []
@@ -101,7 +342,7 @@ def consistency(
         if index == reference:
             maps.append(np.ones(image.shape[:2], dtype=np.float32))
             continue
-        low, high = _interval(image, clipped[index], exposures[index], noises[index], gamma)
+        low, high = interval(index)
         disagree = (low > ref_high) | (ref_low > high)
         ghost = cv2.dilate((disagree[..., 0] | disagree[..., 1] | disagree[..., 2]).view(np.uint8), kernel)
         keep = 1.0 - cv2.GaussianBlur(ghost.astype(np.float32), (0, 0), GHOST_DILATION)
@@ -111,32 +352,58 @@ def consistency(
 
 
 def _merge_rows(
-    images: Sequence[np.ndarray], exposures: Sequence[float], reference: int, noises: Sequence[Noise], gamma: float
+    images: Sequence[np.ndarray],
+    exposures: Sequence[float],
+    reference: int,
+    noises: Sequence[Noise],
+    gamma: float,
+    floors: Sequence[Floor] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Merge one band of rows (with its halo); returns the HDR band and the frames' keep maps."""
-    keeps = consistency(images, exposures, reference, noises, gamma)
+    floors = floors or [Floor.none()] * len(images)
+    keeps = consistency(images, exposures, reference, noises, gamma, floors)
+    shape = images[0].shape[:2]
     total = np.zeros(images[0].shape, dtype=np.float32)
-    weight_sum = np.zeros(images[0].shape[:2], dtype=np.float32)
-    fallback = np.zeros(images[0].shape[:2], dtype=np.float32)
-    for image, exposure, keep in zip(images, exposures, keeps):
-        radiance = image**gamma * (1.0 / exposure)
-        weight = _saturation_weight(image) * keep * exposure
+    weight_sum = np.zeros(shape, dtype=np.float32)
+    fallback = np.zeros(shape, dtype=np.float32)
+    trust = np.ones(shape, dtype=np.float32)  # how far from clipping the shortest agreeing frame is
+    seen = np.zeros(shape, dtype=bool)
+    darkest = np.full(images[0].shape, np.nan, dtype=np.float32)  # longest agreeing frame at its floor
+    for image, exposure, keep, floor, noise in zip(images, exposures, keeps, floors, noises):
+        radiance = _pow(image, gamma) * np.float32(1.0 / exposure)
+        brightest = channel_max(image)  # once: three weights read it
+        saturation = _saturation_weight(brightest)
+        dark = _dark_weight(brightest, floor, noise)
+        weight = saturation * dark * keep * _precision(image, exposure, noise, gamma)
         total += weight[:, :, None] * radiance
         weight_sum += weight
+        agrees = keep > 0.5
+        np.copyto(trust, _colour_trust(brightest), where=agrees & ~seen)
+        seen |= agrees
         # Where every usable frame clips, the best estimate is the highest lower bound: the
-        # clipped radiance of the shortest frame that agrees with the reference, made neutral
-        # (partially clipped channels would otherwise tint highlights yellow or magenta).
-        np.maximum(fallback, np.where(keep > 0.5, channel_max(radiance), 0.0), out=fallback)
-    floor = np.float32(1e-6)
-    hdr = (total + (floor * fallback)[:, :, None]) / (weight_sum + floor)[:, :, None]
+        # clipped radiance of the shortest frame that agrees with the reference.
+        np.maximum(fallback, np.where(agrees, channel_max(radiance), 0.0), out=fallback)
+        # Where every usable frame sits at its floor, the lowest upper bound: the longest one's.
+        np.copyto(darkest, radiance, where=(agrees & (dark <= 0))[:, :, None])
+    estimate = total / np.maximum(weight_sum, 1e-12)[:, :, None]
+    # Highlights turn neutral as the shortest agreeing frame clips: its partly clipped channels
+    # (and a JPEG's chroma next to them) carry no colour. Blending by how far it has clipped,
+    # rather than switching where the last weight reaches 0, keeps the boundary free of speckle.
+    grey = 1.0 - trust
+    level = np.maximum(channel_max(estimate), grey * fallback)
+    hdr = estimate + grey[:, :, None] * (level[:, :, None] - estimate)
+    unmeasured = weight_sum <= 0
+    black = unmeasured & (trust > 0) & ~np.isnan(darkest[..., 0])
+    hdr[unmeasured] = fallback[unmeasured][:, None]
+    hdr[black] = darkest[black]
     return hdr, keeps
 
 
 class ClassicBackend:
-    """Exposure-weighted merge in the linear domain with reference-guided ghost rejection."""
+    """Exposure-weighted merge of every frame in the linear domain with reference-guided ghost rejection."""
 
     name: ClassVar[str] = "classic"
-    summary: ClassVar[str] = "non-learned weighted merge with reference-guided ghost rejection (numpy)"
+    summary: ClassVar[str] = "non-learned weighted merge of every frame with reference-guided ghost rejection (numpy)"
     learned: ClassVar[bool] = False
     gives_uncertainty: ClassVar[bool] = False
     parallel_safe: ClassVar[bool] = True
@@ -144,6 +411,11 @@ class ClassicBackend:
     @classmethod
     def availability(cls, options: BackendOptions | None = None) -> Availability:
         return Availability(True, "always available (numpy and OpenCV)")
+
+    @staticmethod
+    def select_frames(count: int, reference: int | None) -> tuple[list[int], int]:
+        """Every frame of the bracket (exposure order) and the reference's position among them."""
+        return every_frame(count, reference)
 
     def __init__(self, options: BackendOptions | None = None) -> None:
         self.options = options or BackendOptions()
@@ -154,16 +426,43 @@ class ClassicBackend:
         images = [np.asarray(image, dtype=np.float32) for image in bracket.images]
         exposures = [float(t) for t in bracket.exposures]
         noises = [noise_level(image, bracket.bits, bracket.gamma) for image in images]
+        floors = black_floors(images, exposures, bracket.gamma, noises)
+        # The floor's flat pixels would pull a frame's noise estimate down: estimate it again above them.
+        noises = [
+            noise_level(image, bracket.bits, bracket.gamma, floor) if np.max(floor.level) > 0.02 else noise
+            for image, floor, noise in zip(images, floors, noises)
+        ]
+        if bracket.bits <= 8:
+            noises = [_with_steps(noise, image) for noise, image in zip(noises, images)]
         height = bracket.shape[0]
         hdr = np.empty(images[0].shape, dtype=np.float32)
-        rejected = np.zeros(len(images))
-        for top in range(0, height, BAND_ROWS):
+
+        def merge_band(top: int) -> list[float]:
             bottom = min(height, top + BAND_ROWS)
             start, stop = max(0, top - HALO_ROWS), min(height, bottom + HALO_ROWS)
-            band, keeps = _merge_rows([im[start:stop] for im in images], exposures, bracket.reference, noises, bracket.gamma)
+            band, keeps = _merge_rows(
+                [im[start:stop] for im in images], exposures, bracket.reference, noises, bracket.gamma, floors
+            )
             hdr[top:bottom] = band[top - start : bottom - start]
-            rejected += [float((1.0 - keep[top - start : bottom - start]).sum()) for keep in keeps]
-        rejected /= bracket.shape[0] * bracket.shape[1]
-        others = [f"{100 * r:.1f}%" for i, r in enumerate(rejected) if i != bracket.reference]
-        notes = [f"ghost rejection dropped {', '.join(others)} of the other frames"]
+            return [float((1.0 - keep[top - start : bottom - start]).sum()) for keep in keeps]
+
+        # Bands are independent and numpy's element-wise work releases the GIL: one band per core
+        # in flight (each writes its own rows of `hdr`), so memory stays at a few bands' worth.
+        workers = max(1, min(self.options.threads or len(_cores()), -(-height // BAND_ROWS)))
+        with ThreadPoolExecutor(workers) as pool:
+            dropped = list(pool.map(merge_band, range(0, height, BAND_ROWS)))
+        rejected = np.sum(dropped, axis=0) / (bracket.shape[0] * bracket.shape[1])
+        others = [f"{name} {100 * r:.1f}%" for i, (name, r) in enumerate(zip(bracket.names, rejected)) if i != bracket.reference]
+        notes = [f"ghost rejection dropped {', '.join(others)}"]
+        lifted = [f"{name} {_codes(floor.level)}" for name, floor in zip(bracket.names, floors) if np.max(floor.level) * 255 >= 1.5]
+        if lifted:
+            notes.append(f"black floor (R/G/B, LDR value x 255) {', '.join(lifted)}: pixels there bound the radiance only from above")
         return MergeResult(hdr=hdr, uncertainty=None, weights_id=None, notes=notes)
+
+
+def _cores() -> set[int] | range:
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+
+
+def _codes(level: np.ndarray) -> str:
+    return "/".join(f"{255 * v:.0f}" for v in level)

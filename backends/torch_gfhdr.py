@@ -14,12 +14,12 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from smarthdr_backends.base import Availability, BackendOptions, MergeResult
-from smarthdr_cli.bracket import Bracket
+from smarthdr_cli.bracket import Bracket, choose_three
 from smarthdr_cli.errors import BackendError
 
 CPU_DEFAULT_MEMORY = 2 * 1024**3
@@ -109,8 +109,16 @@ class TorchGFHDRBackend:
         largest = CPU_TILE if self.device_type == "cpu" else MAX_TILE
         return tile_size_for(budget, self.model.config, self.dtype, largest)
 
-    def infer(self, frames: list[np.ndarray], exposures: list[float], gamma: float, with_uncertainty: bool = True):
-        """HDR (and uncertainty) as HxWx3 float32 arrays for three frames, reference in the middle."""
+    def infer(
+        self,
+        frames: list[np.ndarray],
+        exposures: list[float],
+        gamma: float,
+        with_uncertainty: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        """HDR (and uncertainty) as HxWx3 float32 arrays for three frames, reference in the middle;
+        `progress(done, total)` after every tile."""
         from smarthdr_cli.model.inference import infer_frames
 
         return infer_frames(
@@ -124,7 +132,13 @@ class TorchGFHDRBackend:
             dtype=self.dtype,
             with_uncertainty=with_uncertainty,
             channels_last=self.device_type == "cuda",
+            progress=progress,
         )
+
+    @staticmethod
+    def select_frames(count: int, reference: int | None) -> tuple[list[int], int]:
+        """Of a longer bracket the network takes three: the shortest, the reference, the longest."""
+        return choose_three(count, reference)
 
     @staticmethod
     def refuses(bracket: Bracket) -> str | None:
@@ -133,12 +147,18 @@ class TorchGFHDRBackend:
             return f"the network merges three frames with the middle one as reference (got {len(bracket)} frames, reference {bracket.reference + 1})"
         return None
 
-    def merge(self, bracket: Bracket) -> MergeResult:
+    def merge(self, bracket: Bracket, progress: Callable[[int, int], None] | None = None) -> MergeResult:
+        """`progress(done, total)` after every tile of the network's tiled inference: a 3 MP merge
+        on a CPU takes minutes (run_merge passes it to backends whose merge accepts it)."""
         problem = self.refuses(bracket)
         if problem:
             raise BackendError(f"backend {self.name!r}: {problem}; use --backend classic")
         hdr, sigma = self.infer(
-            bracket.images, [float(t) for t in bracket.exposures], bracket.gamma, with_uncertainty=self.options.uncertainty
+            bracket.images,
+            [float(t) for t in bracket.exposures],
+            bracket.gamma,
+            with_uncertainty=self.options.uncertainty,
+            progress=progress,
         )
         notes = [f"{self.name}: weights {self.weights_id}, {str(self.dtype).replace('torch.', '')}"]
         return MergeResult(hdr=hdr, uncertainty=sigma, weights_id=self.weights_id, notes=notes)

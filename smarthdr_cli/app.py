@@ -134,11 +134,21 @@ def merge(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the network (learned backends; slow first run).")] = False,
     float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
     preview: Annotated[Optional[Path], typer.Option(help="Also write a tone-mapped preview (.jpg or .png).")] = None,
-    tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard (global, with white point) or mu (the log-like mu-law, mu=5000, used by the metrics).")] = "reinhard",
+    tonemap: Annotated[
+        str,
+        typer.Option(
+            help="Preview operator: fusion (local: exposure fusion of synthetic exposures; keeps a bright window's view "
+            "and the room's light), reinhard (global, white point at the 99.9th percentile) or mu (the log-like "
+            "mu-law, mu=5000, used by the metrics)."
+        ),
+    ] = "fusion",
     uncertainty: Annotated[Optional[Path], typer.Option(help="Also write the backend's per-pixel uncertainty map (.exr); refused by backends without one (classic).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the merge on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status lines on stderr (errors still shown).")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No status lines or progress bar on stderr (errors still shown)."),
+    ] = False,
 ) -> None:
     """Merge one bracket into an HDR image."""
     from smarthdr_cli.merge import MergeSettings, run_merge
@@ -152,7 +162,29 @@ def merge(
         max_memory=parse_memory(max_memory) if max_memory else None, precision=precision, compile=compile_model,
         float32=float32, preview=preview, tonemap=tonemap, uncertainty=uncertainty, overwrite=overwrite,
     )
-    report = run_merge(inputs, settings, note)
+    with contextlib.ExitStack() as stack:
+        progress: Optional[Callable[[int, int], None]] = None
+        if not quiet and console.is_terminal:  # a bar for people; logs and pipes get the status lines only
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            bar: list[Any] = []  # (Progress, task), made at the first tile: backends without tiles show none
+
+            def show_tiles(done: int, total: int) -> None:
+                if not bar:
+                    columns = (TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+                    display = stack.enter_context(Progress(*columns, console=console, transient=True))
+                    bar.extend([display, display.add_task("tiles", total=total)])
+                bar[0].update(bar[1], completed=done, total=total)
+
+            progress = show_tiles
+        report = run_merge(inputs, settings, note, progress=progress)
     if as_json:
         print(json.dumps(report.as_dict()))
     elif not quiet:
@@ -181,7 +213,7 @@ def batch(
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="HDR output type: exr or hdr.")] = "exr",
     preview: Annotated[Optional[str], typer.Option(help="Also write a tone-mapped preview per bracket: jpg or png.")] = None,
-    tonemap: Annotated[str, typer.Option(help="Preview operator: reinhard or mu.")] = "reinhard",
+    tonemap: Annotated[str, typer.Option(help="Preview operator, as for merge: fusion (local), reinhard (global) or mu.")] = "fusion",
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write <name>.uncertainty.exr (learned backends).")] = False,
     response: Annotated[str, typer.Option(help="Camera response, as for merge: auto, gamma, calibrate or a curve FILE.")] = "auto",
     align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment, as for merge: none, translation or homography.")] = "homography",

@@ -21,7 +21,7 @@ from smarthdr_cli.io.hdr import is_hdr, save_hdr
 from smarthdr_cli.io.ldr import is_ldr, read_ldr
 from smarthdr_cli.io.output import atomic_output, atomic_outputs, check_not_inputs, check_output_path, write_file
 from smarthdr_cli.response import Response, calibrate, load_response
-from smarthdr_cli.tonemap import OPERATORS, to_8bit
+from smarthdr_cli.tonemap import DEFAULT_OPERATOR, OPERATORS, to_8bit
 
 Note = Callable[[str], None]
 EXPOSURE_FILE = "exposure.txt"
@@ -46,7 +46,7 @@ class MergeSettings:
     compile: bool = False
     float32: bool = False
     preview: Path | None = None
-    tonemap: str = "reinhard"
+    tonemap: str = DEFAULT_OPERATOR
     uncertainty: Path | None = None
     overwrite: bool = False
 
@@ -61,6 +61,7 @@ class MergeReport:
     exposures: list[float] = field(default_factory=list)
     reference: str = ""
     response: str = ""
+    black_level: int = 0  # 8-bit code the calibrated response maps to zero light (0: no offset)
     alignment: list[str] = field(default_factory=list)
     backend: str = ""
     weights: str | None = None
@@ -75,6 +76,7 @@ class MergeReport:
             "exposures": {"seconds": self.exposure_seconds, "normalised": self.exposures},
             "reference": self.reference,
             "response": self.response,
+            "black_level": self.black_level,
             "alignment": self.alignment,
             "backend": self.backend,
             "weights": self.weights,
@@ -194,22 +196,33 @@ def _response(setting: str, frames: Sequence[Frame], layout: bool, note: Note) -
     raw = frames[0].raw
     if setting == "auto":
         if raw:
+            note("response: linear RAW development")
             return None
         # Kalantari folders hold gamma-2.2 TIFFs by convention; a JPEG is a camera's (or a
         # scanner's) output whatever folder it sits in, and its tone curve is unknown.
         jpeg = any(f.path.suffix.lower() in (".jpg", ".jpeg") for f in frames)
-        setting = "gamma" if layout and not jpeg else "calibrate"
+        if layout and not jpeg:
+            note("response: gamma 2.2 (frames of a Kalantari folder)")
+            return None
+        setting = "calibrate"
     if setting == "gamma":
+        note("response: linear RAW development" if raw else "response: gamma 2.2 (--response gamma)")
         return None
     if raw:
         raise BracketError(f"--response {setting} applies to JPEG/PNG/TIFF frames; RAW frames are developed linearly")
     if setting == "calibrate":
         found = calibrate([f.image for f in frames], [f.exposure for f in frames])
         if found is None:
-            note("camera response could not be estimated from this bracket; assuming gamma 2.2")
+            note("response: could not be estimated from this bracket; assuming gamma 2.2")
             return None
+        # The black level is said in the line: a lifted black that went unnoticed leaves flat
+        # dark regions, one that was found where there is none crushes the shadows.
+        black = f"; black level {found.black}/255 subtracted" if found.black else "; no black offset"
+        note(f"response: calibrated from the bracket{black}")
         return found
-    return load_response(Path(setting))
+    found = load_response(Path(setting))
+    note(f"response: from {Path(setting).name}")
+    return found
 
 
 def load_bracket(
@@ -218,11 +231,13 @@ def load_bracket(
     report: MergeReport,
     note: Note = _silent,
     exposure_file: Path | None = None,
+    backend=None,  # smarthdr_backends.base.Backend | None
 ) -> Bracket:
     """Read, validate, order, linearise and align the frames named by `paths`.
 
     `exposure_file`: a Kalantari `exposure.txt` for explicitly listed frames (dataset readers);
-    a single folder argument finds its own.
+    a single folder argument finds its own. `backend`: the one that will merge the bracket, so
+    only the frames it uses are read (see `_select_frames`); None takes the network's three.
     """
     files, found_file = resolve_inputs(paths)
     exposure_file = exposure_file or found_file
@@ -234,9 +249,13 @@ def load_bracket(
     ordered = [files[i] for i in order]
     ordered_times = [times[i] for i in order]
     exposure.check_distinct(ordered_times, [p.name for p in ordered])
-    chosen, ref = choose_three(len(files), _reference_position(settings.reference, ordered))
+    chosen, ref, merger = _select_frames(backend, settings, len(files), _reference_position(settings.reference, ordered))
     if len(files) > 3:
-        note(f"{len(files)} frames: merging {', '.join(ordered[i].name for i in chosen)} (shortest, reference, longest)")
+        names = ", ".join(ordered[i].name for i in chosen)
+        if len(chosen) == len(files):
+            note(f"{len(files)} frames: {merger} merges all of them ({names})")
+        else:
+            note(f"{len(files)} frames: {merger} merges {names} (shortest, reference, longest)")
     paths_used = [ordered[i] for i in chosen]
     times_used = [ordered_times[i] for i in chosen]
     infos_used = [infos[order[i]] for i in chosen]
@@ -250,6 +269,7 @@ def load_bracket(
     response = _response(settings.response, frames, exposure_file is not None, note)
     images = [response.to_gamma_domain(f.image) if response else f.image for f in frames]
     report.response = "linear RAW" if frames[0].raw else (response.source if response else "gamma 2.2")
+    report.black_level = response.black if response else 0
 
     normalised = exposure.normalise(times_used)
     alignment_notes = []
@@ -259,8 +279,7 @@ def load_bracket(
         fit = align.estimate(images[ref], normalised[ref], images[index], normalised[index], settings.align)
         images[index] = align.warp(images[index], fit)
         alignment_notes.append(f"{paths_used[index].name}: {fit.reason}")
-        if settings.align != "none" and not fit.applied and fit.shift_px >= align.MIN_SHIFT_PX:
-            note(f"alignment of {paths_used[index].name} discarded ({fit.reason}); left unaligned")
+        note(f"align {paths_used[index].name}: {fit.reason}")  # also when kept in place: say so
 
     report.used = [str(p) for p in paths_used]
     report.exposure_seconds = [float(t) for t in times_used]
@@ -302,20 +321,20 @@ def check_outputs(settings: MergeSettings, inputs: Sequence[Path] = ()) -> None:
         check_output_path(path, settings.overwrite)
 
 
-def save_preview(temp: Path, hdr: np.ndarray, operator: str, kind: str) -> None:
+def save_preview(temp: Path, hdr: np.ndarray, operator: str, kind: str, exif: bytes | None = None) -> None:
     """Tone-map `hdr` and write it as `kind` (.jpg or .png) into `temp`, encoded in memory first
-    so that a short write on a full disk is an error (see io.output.write_file)."""
-    import imageio.v3 as iio
+    so that a short write on a full disk is an error (see io.output.write_file).
 
-    pixels = to_8bit(OPERATORS[operator](hdr))
-    jpeg = kind.lower() in (".jpg", ".jpeg")
-    encoded = iio.imwrite("<bytes>", pixels, extension=".jpg" if jpeg else ".png", **({"quality": 92} if jpeg else {}))
-    write_file(temp, encoded)
+    `exif`: EXIF bytes for the file (`io.provenance.preview_exif`: the reference frame's camera,
+    lens and capture time), so that photo managers file the preview with the shoot."""
+    from smarthdr_cli.io.provenance import encode_preview
+
+    write_file(temp, encode_preview(to_8bit(OPERATORS[operator](hdr)), kind, exif))
 
 
-def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool) -> None:
+def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool, exif: bytes | None = None) -> None:
     with atomic_output(path, overwrite) as temp:
-        save_preview(temp, hdr, operator, path.suffix)
+        save_preview(temp, hdr, operator, path.suffix, exif)
 
 
 def check_settings(settings: MergeSettings) -> None:
@@ -346,9 +365,32 @@ def create_backend(settings: MergeSettings, note: Note = _silent):  # -> smarthd
     return backend
 
 
+def _select_frames(backend, settings: MergeSettings, count: int, reference: int | None) -> tuple[list[int], int, str]:
+    """The frames (indices in exposure order) the merge will use, the reference's position among
+    them and the name of the backend that will merge them.
+
+    A backend says which frames it takes through `select_frames(count, reference)`: classic
+    takes every frame (each one lowers the noise); the network, and backends without the method,
+    the shortest, the reference and the longest. Under --backend auto a choice the backend
+    refuses is merged by classic (`_auto_fallback`), which then gets every frame.
+    """
+    from smarthdr_backends.classic import ClassicBackend
+
+    select = getattr(backend, "select_frames", None) or choose_three
+    chosen, position = select(count, reference)
+    refuses = getattr(backend, "refuses", None)
+    if settings.backend == "auto" and refuses is not None:
+        stand_in = Bracket([np.zeros((1, 1, 3), np.float32)] * len(chosen), np.arange(1.0, len(chosen) + 1.0), position)
+        if refuses(stand_in):
+            chosen, position = ClassicBackend.select_frames(count, reference)
+            return chosen, position, ClassicBackend.name
+    return chosen, position, getattr(backend, "name", "the network")
+
+
 def _auto_fallback(backend, bracket: Bracket, settings: MergeSettings, note: Note):
-    """With --backend auto, a bracket the network cannot take (2 or 5 frames, another reference)
-    is merged by classic instead of failing; a backend named explicitly is never swapped."""
+    """With --backend auto, a bracket the network cannot take (2 frames, a reference other than
+    the middle one) is merged by classic instead of failing; a backend named explicitly is never
+    swapped. `_select_frames` already gave such a bracket every frame."""
     refuses = getattr(backend, "refuses", None)
     problem = refuses(bracket) if settings.backend == "auto" and refuses is not None else None
     if not problem:
@@ -361,11 +403,23 @@ def _auto_fallback(backend, bracket: Bracket, settings: MergeSettings, note: Not
     return ClassicBackend()
 
 
-def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _silent, backend=None) -> MergeReport:
+def run_merge(
+    paths: Sequence[Path],
+    settings: MergeSettings,
+    note: Note = _silent,
+    backend=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MergeReport:
     """The whole `smarthdr merge`: validate, merge with the chosen backend, write every output.
 
     `backend`: one already started by `create_backend`, so a batch loads a model only once.
+    `progress(done, total)`: called as the backend gets on, by backends whose `merge` takes a
+    `progress` argument (the learned ones, per tile); the caller decides what to show.
     """
+    import inspect
+
+    from smarthdr_cli.io import provenance
+
     started = time.perf_counter()
     report = MergeReport(inputs=[str(p) for p in paths])
     check_settings(settings)
@@ -373,10 +427,11 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
     check_outputs(settings, files)
     if backend is None:
         backend = create_backend(settings, note)
-    bracket = load_bracket(paths, settings, report, note)
+    bracket = load_bracket(paths, settings, report, note, backend=backend)
     backend = _auto_fallback(backend, bracket, settings, note)
     note(f"merging {len(bracket)} frames with {backend.name} (reference {report.reference})")
-    result = backend.merge(bracket)
+    reports_progress = progress is not None and "progress" in inspect.signature(backend.merge).parameters
+    result = backend.merge(bracket, progress=progress) if reports_progress else backend.merge(bracket)
     report.notes.extend(result.notes)
     report.backend = backend.name
     report.weights = result.weights_id
@@ -384,12 +439,19 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
     if hdr.shape != bracket.images[0].shape or not np.isfinite(hdr).all():
         raise RuntimeError(f"backend {backend.name} returned an invalid image {hdr.shape}")
 
+    # The reference frame's capture metadata, for the standard EXR attributes and the preview's EXIF.
+    reference_path = Path(report.used[bracket.reference]) if report.used else None
+    reference_info = capture_info(reference_path) if reference_path is not None else CaptureInfo()
+    reference_seconds = reference_info.exposure_time
+    if reference_seconds is None and settings.exposures is not None:  # --exposures are seconds; --ev and exposure.txt are not
+        reference_seconds = report.exposure_seconds[bracket.reference]
     attributes = {
+        **provenance.exr_attributes(reference_info, reference_seconds),
         "smarthdr:version": __version__,
         "smarthdr:backend": backend.name,
         "smarthdr:weights": result.weights_id or "none",
         "smarthdr:inputs": ", ".join(bracket.names),
-        "smarthdr:reference": int(bracket.reference),
+        "smarthdr:referencePosition": int(bracket.reference) + 1,  # 1 = the first of smarthdr:inputs, as --reference counts
         "smarthdr:referenceFile": bracket.names[bracket.reference],
         "smarthdr:exposureTimes": [float(t) for t in bracket.exposures],
         "smarthdr:exposureSeconds": [float(t) for t in report.exposure_seconds],
@@ -398,12 +460,15 @@ def run_merge(paths: Sequence[Path], settings: MergeSettings, note: Note = _sile
         "smarthdr:response": report.response,
         "smarthdr:align": settings.align,
     }
+    if reference_info.camera:
+        attributes["smarthdr:camera"] = reference_info.camera
     outputs = output_paths(settings)
     with atomic_outputs(outputs, settings.overwrite) as temps:
         files = dict(zip(outputs, temps))
         save_hdr(files[settings.output], hdr, kind=settings.output.suffix, attributes=attributes, float32=settings.float32)
         if settings.preview is not None:
-            save_preview(files[settings.preview], hdr, settings.tonemap, settings.preview.suffix)
+            exif = provenance.preview_exif(reference_path, reference_info)
+            save_preview(files[settings.preview], hdr, settings.tonemap, settings.preview.suffix, exif)
         if settings.uncertainty is not None:
             if result.uncertainty is None:
                 raise BackendError(f"backend {backend.name} returned no uncertainty map; drop --uncertainty")

@@ -5,6 +5,12 @@ A camera's JPEG tone curve is not x^2.2 (typically an S-curve with a shoulder). 
 and a network or a ghost test then rejects it. So the response is estimated from the bracket
 itself (Debevec & Malik 1997, OpenCV's implementation), every frame is linearised with it and
 re-encoded as `linear ** (1 / 2.2)`, after which `x ** 2.2 / t` is proportional to radiance.
+
+Film scans, scanners and many camera JPEGs lift their darkest code above 0 (a black offset).
+Debevec's curve is a log curve and cannot reach 0, so it maps that code to a positive floor, and
+every dark pixel of every frame becomes the same small radiance. The offset is therefore found
+from the bracket (`black_level`), the curve is fitted to the codes above it, and its toe is
+rebuilt to reach 0 there.
 """
 from __future__ import annotations
 
@@ -19,6 +25,10 @@ from smarthdr_cli.errors import InputError
 
 CODES = 256
 MIN_DISTINCT_CODES = 64
+MAX_BLACK = 40  # codes: a "black" above about 15% of the range is content, not an offset
+BLACK_PILE = 0.005  # share of the darkest frame's samples that must sit at the black level
+TOE_CODES = 4  # codes above the black where Debevec's curve is unreliable (weights, smoothness)
+TOE_EXPONENT = (0.5, 3.0)  # range of the toe's power law
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class Response:
 
     curve: np.ndarray
     source: str  # "gamma", "calibrated", or the file it came from
+    black: int = 0  # 8-bit code that zero light maps to (film base, scanner, JPEG lift); 0 if none
 
     def linearise(self, image: np.ndarray) -> np.ndarray:
         """[0,1] frame -> relative linear exposure in [0,1]; 16-bit input is interpolated."""
@@ -60,12 +71,61 @@ def _normalise_curve(curve: np.ndarray) -> np.ndarray | None:
     return (curve / top).astype(np.float32)
 
 
+def black_level(codes: np.ndarray) -> int:
+    """The 8-bit code that zero light maps to in the darkest frame's `codes`; 0 when it shows none.
+
+    Zero light plus noise piles up at the offset with (nearly) nothing below it (JPEG smears the
+    pile over a few codes); dark content without an offset tails off over many codes instead. So
+    a pile that stands out is required, not just a darkest code above 0: a bright scene's short
+    frame may simply hold no black. The level is where the pile's lower flank reaches half its
+    height (the pile's own code when it is a single code).
+    """
+    hist = np.bincount(codes.ravel(), minlength=CODES).astype(np.float64)
+    total = hist.sum()
+    lowest = int(np.searchsorted(np.cumsum(hist), 0.0005 * total))  # stray codes (JPEG ringing) ignored
+    if lowest < 2 or lowest > MAX_BLACK:
+        return 0
+    peak = lowest
+    while peak < MAX_BLACK and hist[peak + 1] >= hist[peak]:
+        peak += 1
+    if hist[peak + 1] >= hist[peak]:
+        return 0  # still rising: a tail of dark content, not a pile
+    above = float(np.median(hist[peak + 3 : peak + 13]))
+    if hist[peak - 1 : peak + 2].sum() < BLACK_PILE * total or hist[peak] < 2.0 * above:
+        return 0
+    return lowest + int(np.argmax(hist[lowest : peak + 1] >= hist[peak] / 2.0))
+
+
+def _with_toe(curve: np.ndarray, black: int) -> np.ndarray:
+    """`curve` that is 0 at and below the `black` code and rises from there as a power law to the
+    fitted curve, with the exponent the fitted curve has just above the join.
+
+    Debevec's log curve cannot reach 0: just above the black it bends back and, made monotone,
+    stays flat over several codes, which would give those codes one radiance. The join is
+    TOE_CODES above the black or where that flat run ends, whichever is higher.
+    """
+    flat = black + 1
+    while flat < CODES - 1 and np.all(curve[flat + 1] <= curve[black + 1] * (1.0 + 1e-6)):
+        flat += 1
+    anchor = min(max(black + TOE_CODES, flat + 1), CODES // 2)
+    upper = min(black + 2 * (anchor - black), CODES - 1)
+    low, high = curve[anchor].astype(np.float64), curve[upper].astype(np.float64)
+    ratio = np.maximum(high, 1e-12) / np.maximum(low, 1e-12)
+    exponent = np.clip(np.log(ratio) / np.log((upper - black) / (anchor - black)), *TOE_EXPONENT)
+    steps = (np.arange(black + 1, anchor, dtype=np.float64) - black)[:, None] / (anchor - black)
+    out = curve.astype(np.float64).copy()
+    out[: black + 1] = 0.0
+    out[black + 1 : anchor] = low * steps**exponent
+    return out.astype(np.float32)
+
+
 def calibrate(images: Sequence[np.ndarray], exposures: Sequence[float]) -> Response | None:
     """Debevec-Malik response from the bracket itself, or None when the bracket cannot support it.
 
     A camera applies one tone curve to all three channels after white balance, so one curve is
     fitted to the samples of all channels together (the channels side by side as one grey image).
-    Separate per-channel fits leave each channel's scale free and shift colours.
+    Separate per-channel fits leave each channel's scale free and shift colours. A black offset
+    seen in the shortest frame is subtracted: that code maps to 0 (see `black_level`).
     """
     import cv2
 
@@ -80,6 +140,13 @@ def calibrate(images: Sequence[np.ndarray], exposures: Sequence[float]) -> Respo
     if len(np.unique(np.concatenate([f.ravel() for f in frames]))) < MIN_DISTINCT_CODES:
         return None
     times = np.asarray(exposures, dtype=np.float32)
+    # With a black offset the fit sees the codes above it, stretched over 0..255: the curve is
+    # the camera's curve of (code - black), and the pile at the black gets Debevec's least weight.
+    black = black_level(frames[int(np.argmin(times))])
+    stretch = np.clip((np.arange(CODES) - black) * (CODES - 1) / (CODES - 1 - black), 0, CODES - 1)
+    if black:
+        lut = np.round(stretch).astype(np.uint8)
+        frames = [lut[f] for f in frames]
     try:
         estimator = cv2.createCalibrateDebevec(samples=300, lambda_=10.0, random=False)
         curve = _normalise_curve(np.asarray(estimator.process(frames, times)).reshape(CODES, 1))
@@ -91,7 +158,11 @@ def calibrate(images: Sequence[np.ndarray], exposures: Sequence[float]) -> Respo
     # bracket had too little overlap or texture to constrain it.
     if np.any(curve[32] <= 0) or np.any(curve[-1] / np.maximum(curve[32], 1e-9) < 4.0):
         return None
-    return Response(curve, "calibrated")
+    if black:
+        grid = np.arange(CODES, dtype=np.float64)
+        curve = np.stack([np.interp(stretch, grid, curve[:, c]) for c in range(3)], axis=1)
+        curve = _with_toe(curve.astype(np.float32), black)
+    return Response(curve, "calibrated", black)
 
 
 def load_response(path: Path) -> Response:

@@ -76,3 +76,18 @@ def dynamic_scene() -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     radiance = procedural_radiance(192, 288, seed=5)
     scenes, mask = moving_object(radiance, 3, reference=1, seed=5)
     return scenes[1], render_bracket(scenes, [1.0, 4.0, 16.0], noise=0.001, seed=5), mask
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """Randomly initialised weights of the tiny network: learned-backend plumbing, not quality."""
+    import torch
+
+    from smarthdr_cli.model import GFHDR
+    from smarthdr_cli.model.config import PRESETS
+    from smarthdr_cli.model.weights import save_weights
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(GFHDR(PRESETS["tiny"]), path, {"training_data": "random initialisation (tests only)"})
+    return path

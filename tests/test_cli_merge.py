@@ -45,7 +45,7 @@ def test_merges_the_bundled_example(runner, tmp_path):
     header = OpenEXR.File(str(out)).header()
     assert header["smarthdr:backend"] == backend and header["smarthdr:weights"] == report["weights"]
     assert header["smarthdr:exposureTimes"] == pytest.approx([1.0, 4.0, 16.0])
-    assert header["smarthdr:reference"] == 1 and header["smarthdr:referenceFile"] == "2_medium.png"
+    assert header["smarthdr:referencePosition"] == 2 and header["smarthdr:referenceFile"] == "2_medium.png"  # 1-based, as --reference
     assert "t_short = 1" in header["smarthdr:exposureNote"]
     assert iio.imread(preview).shape == (384, 576, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["example.exr", "example.jpg"]

@@ -127,7 +127,7 @@ def test_a_failing_preview_leaves_no_hdr(runner, tmp_path, static_scene, monkeyp
     def broken(_hdr):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setitem(tonemap.OPERATORS, "reinhard", broken)
+    monkeypatch.setitem(tonemap.OPERATORS, tonemap.DEFAULT_OPERATOR, broken)
     paths = [str(p) for p in _jpeg_bracket(tmp_path / "b", static_scene[1])]
     result = runner.invoke(app, ["merge", *paths, "-o", str(tmp_path / "o.exr"), "--backend", "classic", "--preview", str(tmp_path / "o.jpg"), "-q"])
     assert result.exit_code != 0

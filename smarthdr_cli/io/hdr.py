@@ -5,6 +5,8 @@ so the header is parsed here, tolerantly, and only the pixel stream is handed to
 """
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -165,12 +167,21 @@ def _check_hdr_suffix(path: Path) -> None:
         raise OutputError(f"{path}: unsupported HDR output type {suffix or '(none)'}; use .exr or .hdr")
 
 
+@functools.lru_cache(maxsize=1)
+def _exr_threads() -> None:
+    """OpenEXR compresses line blocks in parallel only when told how many threads it may use."""
+    import OpenEXR
+
+    OpenEXR.set_global_thread_count(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def save_hdr(
     temp: Path, rgb: np.ndarray, *, kind: str, attributes: Mapping[str, object] | None = None, float32: bool = False
 ) -> None:
     """Write `rgb` as `kind` (.exr or .hdr) into `temp`, a temporary of `io.output` (not atomic itself)."""
     rgb = np.ascontiguousarray(np.nan_to_num(np.maximum(rgb, 0.0), nan=0.0, posinf=65504.0))
     if kind.lower() == ".exr":
+        _exr_threads()
         _write_exr(temp, rgb, attributes or {}, float32)
     else:
         _write_radiance(temp, rgb)
@@ -182,7 +193,13 @@ def _write_exr(temp: Path, rgb: np.ndarray, attributes: Mapping[str, object], fl
     pixels = rgb.astype(np.float32) if float32 else np.minimum(rgb, 65504.0).astype(np.float16)
     header: dict[str, object] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     for key, value in attributes.items():
-        header[key] = [float(v) for v in value] if isinstance(value, (list, tuple)) else value
+        # The bindings type an attribute by its value: a list of numbers is a float vector, a
+        # tuple one of the fixed types (chromaticities: 8 floats; V2f: 2).
+        if isinstance(value, list):
+            value = [float(v) for v in value]
+        elif isinstance(value, tuple):
+            value = tuple(float(v) for v in value)
+        header[key] = value
     try:
         OpenEXR.File(header, {"RGB": pixels}).write(str(temp))
     except Exception as exc:  # e.g. disk full: the bindings raise a generic error

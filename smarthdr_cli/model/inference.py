@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from smarthdr_cli.model.tiling import tiled_forward
+from smarthdr_cli.model.tiling import Progress, tiled_forward
 from smarthdr_cli.preprocess import network_input
 
 # Reflected context around the image, cropped off the output. GFHDR's zero-padded convolutions
@@ -28,10 +28,12 @@ def infer_frames(
     dtype: torch.dtype = torch.float32,
     with_uncertainty: bool = True,
     channels_last: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """HDR (and uncertainty) as HxWx3 float32 arrays for three HxWx3 frames, reference in the middle.
 
     `forward` is the network (or its compiled form) called as forward(x1, x2, x3, with_uncertainty=...).
+    `progress(done, total)` is called after every tile (see `tiling.tiled_forward`).
     """
 
     def tensor(image: np.ndarray, exposure: float) -> torch.Tensor:
@@ -50,7 +52,7 @@ def infer_frames(
             return forward(x1, x2, x3, with_uncertainty=with_uncertainty)
 
     with torch.inference_mode():
-        hdr, sigma = tiled_forward(run, inputs, tile, with_uncertainty=with_uncertainty, multiple=window)
+        hdr, sigma = tiled_forward(run, inputs, tile, with_uncertainty=with_uncertainty, multiple=window, progress=progress)
 
     def to_numpy(t: torch.Tensor) -> np.ndarray:
         return t[0, :, border : border + height, border : border + width].permute(1, 2, 0).float().cpu().numpy()

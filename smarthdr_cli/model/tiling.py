@@ -27,6 +27,7 @@ CPU_TILE = 256
 DEFAULT_OVERLAP = 32
 
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+Progress = Callable[[int, int], None]  # (tiles done, tiles in all), after every tile
 
 
 def tile_size_for(budget_bytes: float, config: GFHDRConfig, dtype: torch.dtype, largest: int = MAX_TILE) -> int:
@@ -79,21 +80,27 @@ def tiled_forward(
     overlap: int = DEFAULT_OVERLAP,
     with_uncertainty: bool = True,
     multiple: int = 8,
+    progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run `forward` tile by tile and blend; one tile when the image fits in one.
 
     Tiles are at most `tile` pixels on a side and a multiple of `multiple` (the window), so the
-    network pads nothing inside the image.
+    network pads nothing inside the image. `progress(done, total)` follows every tile: a large
+    merge on a CPU takes minutes, and the caller decides how to show that (nothing is printed here).
     """
     height, width = frames[1].shape[2:]
     if height <= tile and width <= tile:
-        return forward(*frames)
+        out = forward(*frames)
+        if progress is not None:
+            progress(1, 1)
+        return out
     overlap = min(overlap, tile // 2)
     device = frames[1].device
     hdr = torch.zeros((frames[1].shape[0], 3, height, width), device=device)
     sigma = torch.zeros_like(hdr) if with_uncertainty else None
     total = torch.zeros((height, width), device=device)
-    for top, left, tile_h, tile_w in tiles(height, width, tile, overlap, multiple):
+    layout = list(tiles(height, width, tile, overlap, multiple))
+    for done, (top, left, tile_h, tile_w) in enumerate(layout, start=1):
         crop = tuple(f[:, :, top : top + tile_h, left : left + tile_w] for f in frames)
         out, unc = forward(*crop)
         weight = (
@@ -104,6 +111,8 @@ def tiled_forward(
         if sigma is not None and unc is not None:
             sigma[:, :, top : top + tile_h, left : left + tile_w] += unc.float() * weight
         total[top : top + tile_h, left : left + tile_w] += weight
+        if progress is not None:
+            progress(done, len(layout))
     hdr /= total
     if sigma is not None:
         sigma /= total
