@@ -5,9 +5,10 @@ Frames of different exposure cannot be compared directly, so both are mapped to 
 both (neither clipped nor near black) drive the fit. The fit is OpenCV's ECC
 (Evangelidis & Psarakis 2008), coarse to fine. A fit that fails, correlates poorly or moves the
 frame implausibly far is discarded, and the frame stays where it was: a wrong shift is worse than
-none. Nor is a fit kept that matches no better than leaving the frame where it is: on a bracket
-that is already registered, ECC on a dark, noisy or mostly clipped frame still converges
-somewhere (along a sky gradient, onto noise), tens of pixels away.
+none. Nor is a fit kept that matches the reference no better than leaving the frame where it is:
+on a bracket that is already registered, ECC on a dark, noisy or mostly clipped frame still
+converges somewhere (along a sky gradient, or where resampling averages the noise away), up to
+tens of pixels off.
 """
 from __future__ import annotations
 
@@ -156,7 +157,10 @@ def estimate(
 
     `homography` first fits a translation and keeps the homography only where it matches
     clearly better (HOMOGRAPHY_GAIN in correlation): with clipped skies or moving objects the
-    extra degrees of freedom otherwise fit noise and tilt the frame's corners.
+    extra degrees of freedom otherwise fit noise and tilt the frame's corners. Whatever was
+    fitted is then compared with leaving the frame in place (`_against_identity`), and kept
+    only when it matches the reference's edges clearly better (IDENTITY_GAIN). `reason` is
+    what the status line says: "kept in place: why" or "translation|homography, moved N px".
     """
     identity = np.eye(3)
     height, width = reference.shape[:2]
@@ -197,7 +201,7 @@ def estimate(
     if moved < still + IDENTITY_GAIN:
         return Alignment(
             False, identity, shift, correlation,
-            f"kept in place: identity fits as well (correlation {still:.3f}, moved {shift:.1f} px {moved:.3f})",
+            f"kept in place: identity fits as well (edges correlate {still:.2f} in place, {moved:.2f} moved {shift:.1f} px)",
         )
     kind = "homography" if abs(matrix[0, 1]) + abs(matrix[1, 0]) + abs(matrix[2, :2]).sum() > 0 else "translation"
     return Alignment(True, matrix, shift, correlation, f"{kind}, moved {shift:.1f} px")
