@@ -385,12 +385,8 @@ def test_evaluate_saves_prediction_and_preview_as_a_set(runner, tmp_path, static
     assert list(saved.iterdir()) == []  # no prediction without its preview
 
 
-def test_pseudo_label_never_replaces_the_unlabeled_scenes(runner, tmp_path, static_scene):
-    from smarthdr_cli.model.weights import default_weights
-
-    weights = default_weights()
-    if weights is None:
-        pytest.skip("no shipped weights in this build")
+def test_pseudo_label_never_replaces_the_unlabeled_scenes(runner, tmp_path, static_scene, tiny_weights):
+    weights = tiny_weights
     unlabeled = tmp_path / "unlabeled"
     gt = _labeled_scene(unlabeled / "s1", static_scene, "HDRImg.hdr")
     before = {p: p.read_bytes() for p in gt.parent.iterdir()}
