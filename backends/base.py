@@ -11,9 +11,24 @@ constructor may load weights. `merge` receives a `Bracket` (frames sorted short 
 exposures normalised to the shortest, gamma-2.2 LDR domain) and returns a `MergeResult` whose
 HDR image is linear radiance aligned with the reference frame, in the units of eq. (1)
 (`x ** 2.2 / t` with t_short = 1).
+
+Optional hooks, which the core asks for instead of naming backends:
+- `select_frames(count, reference) -> (indices, reference position)` (a staticmethod): which
+  frames of a longer bracket the backend takes; without it, the shortest, reference and longest.
+- `refuses(bracket) -> str | None` (a staticmethod): why the backend cannot merge a bracket;
+  `--backend auto` then merges it with AUTO_FALLBACK instead.
+- `merge(bracket, progress=...)`: a backend whose merge takes `progress(done, total)` reports
+  how far it got (a tiled network on a CPU takes minutes).
+- `parallel_safe` (below): whether `batch --jobs N` may run one instance per worker process.
+
+This module is the plugin layer's base: it imports the core (`smarthdr_cli.bracket`,
+`smarthdr_cli.errors`) and never the use cases (`smarthdr_cli.merge` and the like), which
+import it.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +40,17 @@ from smarthdr_cli.bracket import Bracket
 from smarthdr_cli.errors import BackendError, SmartHDRError
 
 ENTRY_POINT_GROUP = "smarthdr.backends"
+# The backends shipped with smarthdr, as "module:Class" like entry points (see pyproject.toml):
+# this module names them without importing them, so that the plugins depend on it and not back.
+BUILTIN = {
+    "classic": "smarthdr_backends.classic:ClassicBackend",
+    "cpu": "smarthdr_backends.torch_gfhdr:CpuBackend",
+    "cuda": "smarthdr_backends.torch_gfhdr:CudaBackend",
+}
 AUTO_ORDER = ("cuda", "cpu", "classic")
+# What `--backend auto` merges a bracket with when the backend it chose refuses it (`refuses`):
+# one that takes any number of frames and any reference.
+AUTO_FALLBACK = "classic"
 
 
 class Availability(NamedTuple):
@@ -96,25 +121,16 @@ class BackendEntry:
             return ""
 
 
+def load_class(target: str) -> type:
+    """The class a "module:Class" string names, imported only now (a learned backend's module
+    must not cost anything to a command that never uses it)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _builtin() -> dict[str, BackendEntry]:
     """Backends shipped with smarthdr, also present when running from an uninstalled source tree."""
-
-    def classic() -> type:
-        from smarthdr_backends.classic import ClassicBackend
-
-        return ClassicBackend
-
-    def cpu() -> type:
-        from smarthdr_backends.torch_gfhdr import CpuBackend
-
-        return CpuBackend
-
-    def cuda() -> type:
-        from smarthdr_backends.torch_gfhdr import CudaBackend
-
-        return CudaBackend
-
-    return {name: BackendEntry(name, "smarthdr", load) for name, load in (("classic", classic), ("cpu", cpu), ("cuda", cuda))}
+    return {name: BackendEntry(name, "smarthdr", functools.partial(load_class, target)) for name, target in BUILTIN.items()}
 
 
 def registry() -> dict[str, BackendEntry]:
@@ -150,7 +166,16 @@ def select(name: str, options: BackendOptions | None = None) -> tuple[BackendEnt
     raise BackendError("no backend is available: " + "; ".join(passed))
 
 
+def fallback() -> BackendEntry:
+    """The backend `auto` hands the brackets its choice refuses (AUTO_FALLBACK)."""
+    entries = registry()
+    if AUTO_FALLBACK not in entries:  # pragma: no cover - a built-in
+        raise BackendError(f"no fallback backend {AUTO_FALLBACK!r}")
+    return entries[AUTO_FALLBACK]
+
+
 def create(name: str, options: BackendOptions) -> tuple[Backend, list[str]]:
+    """The backend called `name` (or auto's choice), started, and why auto passed over others."""
     entry, passed = select(name, options)
     try:
         backend = entry.load()(options)

@@ -10,8 +10,8 @@ What is measured, and why:
 * Input: a folder of camera-like 12 MP (4000x3000) JPEG brackets (quality 95, EXIF Make/Model,
   DateTimeOriginal, ExposureTime 1/400, 1/100, 1/25 s, named IMG_0001.jpg ... in shooting
   order, each bracket a minute after the previous one, so discovery must find them as separate
-  brackets). One synthetic scene (`camera.procedural_radiance`, with a textured object that
-  moves between frames, `camera.moving_object`) is rendered once through an sRGB + S-curve
+  brackets). One synthetic scene (`synth.fixed_scene.procedural_radiance`, with a textured object that
+  moves between frames, `fixed_scene.moving_object`) is rendered once through an sRGB + S-curve
   camera tone curve (`camera.s_curve`) with read and shot noise, and the same three frames are
   written for every bracket: rendering 12 MP is slow, and the merge does the same work for
   each copy.
@@ -81,7 +81,8 @@ def exif_jpeg(path: Path, pixels: np.ndarray, exposure: tuple[int, int], when: s
 
 def render_frames(width: int, height: int) -> list[np.ndarray]:
     """One scene with a moving object, as three uint8 frames (EV -2/0/+2, reference in the middle)."""
-    from smarthdr_cli.camera import moving_object, procedural_radiance, render_bracket, s_curve
+    from smarthdr_cli.camera import render_bracket, s_curve
+    from smarthdr_cli.data.synth.fixed_scene import moving_object, procedural_radiance
 
     radiance = procedural_radiance(height, width, seed=11)
     scenes, _ = moving_object(radiance, 3, reference=1, seed=11)

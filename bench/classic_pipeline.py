@@ -55,7 +55,8 @@ def make_bracket(folder: Path, width: int, height: int) -> list[Path]:
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
 
-    from smarthdr_cli.camera import procedural_radiance, render_bracket
+    from smarthdr_cli.camera import render_bracket
+    from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 
     small = procedural_radiance(height // 4, width // 4, seed=12)  # procedural detail at 3 MP, upscaled
     radiance = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -99,12 +100,16 @@ def run_child(command: list[str]) -> tuple[float, float]:
 def stages(paths: list[Path], out: Path) -> dict[str, float]:
     """Seconds per stage of our pipeline, in this process (imports excluded)."""
     from smarthdr_backends.classic import ClassicBackend
+    from smarthdr_cli import align
     from smarthdr_cli import merge as pipeline
+    from smarthdr_cli import reading
 
     timings: dict[str, float] = {}
-    real = {name: getattr(pipeline, name) for name in ("_decode", "check_content", "_response", "save_hdr")}
-    align_estimate = pipeline.align.estimate
-    align_warp = pipeline.align.warp
+    # Each stage where the pipeline looks it up: the reader's stages in `reading`, the EXR write in `merge`.
+    homes = {"_decode": reading, "check_content": reading, "_response": reading, "save_hdr": pipeline}
+    real = {name: getattr(home, name) for name, home in homes.items()}
+    align_estimate = align.estimate
+    align_warp = align.warp
 
     def timed(name: str, function: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -117,9 +122,9 @@ def stages(paths: list[Path], out: Path) -> dict[str, float]:
 
     labels = {"_decode": "decode", "check_content": "content check", "_response": "response", "save_hdr": "EXR write"}
     for name, function in real.items():
-        setattr(pipeline, name, timed(labels[name], function))
-    pipeline.align.estimate = timed("alignment fit", align_estimate)
-    pipeline.align.warp = timed("alignment warp", align_warp)
+        setattr(homes[name], name, timed(labels[name], function))
+    align.estimate = timed("alignment fit", align_estimate)
+    align.warp = timed("alignment warp", align_warp)
     merge = ClassicBackend.merge
     ClassicBackend.merge = timed("merge", merge)  # type: ignore[method-assign]
     try:
@@ -128,8 +133,8 @@ def stages(paths: list[Path], out: Path) -> dict[str, float]:
         timings["total (in process)"] = time.perf_counter() - began
     finally:
         for name, function in real.items():
-            setattr(pipeline, name, function)
-        pipeline.align.estimate, pipeline.align.warp = align_estimate, align_warp
+            setattr(homes[name], name, function)
+        align.estimate, align.warp = align_estimate, align_warp
         ClassicBackend.merge = merge  # type: ignore[method-assign]
     return timings
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from common import machine, write_results
 
-from smarthdr_cli.data.synth import TEST_CLASSES as CLASSES  # the test classes of `synth --profile`
+from smarthdr_cli.data.synth.profiles import TEST_CLASSES as CLASSES  # the test classes of `synth --profile`
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

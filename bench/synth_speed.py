@@ -61,7 +61,8 @@ def end_to_end(settings: Any, out_dir: Path) -> dict[str, Any]:
 
 def split_times(settings: Any, out_dir: Path) -> dict[str, Any]:
     """Each scene made in memory, then written: where the time goes."""
-    from smarthdr_cli.data.synth import synth_scene, write_scene
+    from smarthdr_cli.data.synth.layout import write_scene
+    from smarthdr_cli.data.synth.scene import synth_scene
 
     make, write = [], []
     with tempfile.TemporaryDirectory(prefix="smarthdr-synth-bench-", dir=out_dir) as folder:

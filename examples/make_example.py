@@ -10,7 +10,8 @@ from pathlib import Path
 
 import imageio.v3 as iio
 
-from smarthdr_cli.camera import moving_object, procedural_radiance, render_bracket
+from smarthdr_cli.camera import render_bracket
+from smarthdr_cli.data.synth.fixed_scene import moving_object, procedural_radiance
 
 EVS = (-2, 0, 2)
 

@@ -13,9 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from smarthdr_cli import __version__, signals
+from smarthdr_cli import options as opts
 from smarthdr_cli.errors import SmartHDRError
+from smarthdr_cli.train.config import TrainConfig
 
 app = typer.Typer(
+    cls=opts.Group,
     name="smarthdr",
     help="Merge exposure brackets (RAW, JPEG, PNG, TIFF) into ghost-free HDR images.",
     no_args_is_help=True,
@@ -87,16 +90,12 @@ def main_options(
     """Merge exposure brackets (RAW, JPEG, PNG, TIFF) into ghost-free HDR images."""
 
 
-@app.command()
+@app.command(cls=opts.Command)
 @cli_errors
 def merge(
     inputs: Annotated[
         List[Path],
-        typer.Argument(
-            help="Frame files of one bracket (any order), or one folder in Kalantari layout.",
-            show_default=False,
-            metavar="FRAMES...",
-        ),
+        typer.Argument(help="Frame files of one bracket (any order), or one folder in Kalantari layout.", show_default=False, metavar="FRAMES..."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="HDR output: .exr (OpenEXR) or .hdr (Radiance).")],
     reference: Annotated[
@@ -106,59 +105,42 @@ def merge(
             "Default: the middle frame (the lower middle for an even count, so the shorter of two)."
         ),
     ] = None,
-    exposures: Annotated[
-        Optional[str], typer.Option(help="Exposure times in seconds, in the order the files are given, e.g. 1/100,1/25,1/6.")
-    ] = None,
+    exposures: Annotated[Optional[str], typer.Option(help="Exposure times in seconds, in the order the files are given, e.g. 1/100,1/25,1/6.")] = None,
     ev: Annotated[Optional[str], typer.Option(help="Exposure values in stops, in the order the files are given, e.g. -2,0,2.")] = None,
-    response: Annotated[
-        str,
-        typer.Option(
-            help="Camera response of JPEG/PNG/TIFF frames: auto (calibrate, but gamma for TIFF/PNG frames in a folder "
-            "with exposure.txt; RAW needs none), gamma, calibrate, or a curve FILE (256 lines). "
-            "RAW frames accept only auto or gamma."
-        ),
-    ] = "auto",
-    align_mode: Annotated[
-        str, typer.Option("--align", help="Pre-align hand-held frames to the reference: none, translation or homography.")
-    ] = "homography",
-    backend: Annotated[str, typer.Option(help="Backend: auto (cuda, then cpu, then classic) or a name from `smarthdr backends`.")] = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
-    max_memory: Annotated[
-        Optional[str],
-        typer.Option(help="Memory one learned inference may use, e.g. 2G or 512M; sets the tile size. Default: 2G on CPU, 70% of free GPU memory."),
-    ] = None,
-    precision: Annotated[
-        str, typer.Option(help="Learned backends' arithmetic: auto (fp32 on CPU, bf16 or fp16 on GPU), fp32, bf16 or fp16.")
-    ] = "auto",
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the network (learned backends; slow first run).")] = False,
-    float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
+    response: opts.Response = "auto",
+    align_mode: opts.Align = "homography",
+    backend: opts.Backend = "auto",
+    weights: opts.Weights = None,
+    threads: opts.Threads = None,
+    max_memory: opts.MaxMemory = None,
+    precision: opts.Precision = "auto",
+    compile_model: opts.Compile = False,
+    float32: opts.Float32 = False,
     preview: Annotated[Optional[Path], typer.Option(help="Also write a tone-mapped preview (.jpg or .png).")] = None,
-    tonemap: Annotated[
-        str,
-        typer.Option(
-            help="Preview operator: fusion (local: exposure fusion of synthetic exposures; keeps a bright window's view "
-            "and the room's light), reinhard (global, white point at the 99.9th percentile) or mu (the log-like "
-            "mu-law, mu=5000, used by the metrics)."
-        ),
-    ] = "fusion",
+    tonemap: opts.Tonemap = "fusion",
     uncertainty: Annotated[Optional[Path], typer.Option(help="Also write the backend's per-pixel uncertainty map (.exr); refused by backends without one (classic).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the merge on stdout.")] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="No status lines or progress bar on stderr (errors still shown)."),
-    ] = False,
+    quiet: opts.Quiet = False,
 ) -> None:
     """Merge one bracket into an HDR image."""
+    from smarthdr_cli.errors import ExposureError
+    from smarthdr_cli.exposure import given_ev, given_seconds
     from smarthdr_cli.merge import MergeSettings, run_merge
+    from smarthdr_cli.reading import parse_align, parse_reference
+    from smarthdr_cli.response import parse_response
     from smarthdr_cli.sizes import parse_memory
 
     console = _stderr()
     note = (lambda _msg: None) if quiet else (lambda msg: console.print(msg, markup=False, soft_wrap=True))
+    # Option values parsed here, named by their flags; the reader checks them against the frames.
+    response_choice, align_choice = parse_response(response, "--response"), parse_align(align_mode, "--align")
+    if exposures is not None and ev is not None:
+        raise ExposureError("pass either --exposures or --ev, not both")
+    given = given_seconds(exposures, "--exposures") if exposures is not None else given_ev(ev, "--ev") if ev is not None else None
     settings = MergeSettings(
-        output=output, reference=reference, exposures=exposures, ev=ev, response=response,
-        align=align_mode, backend=backend, weights=weights, threads=threads,  # type: ignore[arg-type]
+        output=output, reference=parse_reference(reference, "--reference") if reference is not None else None,
+        exposures=given, response=response_choice, align=align_choice, backend=backend, weights=weights, threads=threads,
         max_memory=parse_memory(max_memory) if max_memory else None, precision=precision, compile=compile_model,
         float32=float32, preview=preview, tonemap=tonemap, uncertainty=uncertainty, overwrite=overwrite,
     )
@@ -193,7 +175,7 @@ def merge(
         note(f"wrote {', '.join(report.outputs.values())} in {report.seconds:.1f} s")
 
 
-@app.command()
+@app.command(cls=opts.Command)
 @cli_errors
 def batch(
     folders: Annotated[
@@ -213,28 +195,31 @@ def batch(
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="HDR output type: exr or hdr.")] = "exr",
     preview: Annotated[Optional[str], typer.Option(help="Also write a tone-mapped preview per bracket: jpg or png.")] = None,
-    tonemap: Annotated[str, typer.Option(help="Preview operator, as for merge: fusion (local), reinhard (global) or mu.")] = "fusion",
+    tonemap: opts.Tonemap = "fusion",
     uncertainty: Annotated[bool, typer.Option("--uncertainty", help="Also write <name>.uncertainty.exr (learned backends).")] = False,
-    response: Annotated[str, typer.Option(help="Camera response, as for merge: auto, gamma, calibrate or a curve FILE.")] = "auto",
-    align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment, as for merge: none, translation or homography.")] = "homography",
-    backend: Annotated[str, typer.Option(help="Backend, as for merge: auto or a name from `smarthdr backends`.")] = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads per merge for backends that use them.")] = None,
-    max_memory: Annotated[Optional[str], typer.Option(help="Memory one learned inference may use, e.g. 2G.")] = None,
-    precision: Annotated[str, typer.Option(help="Learned backends' arithmetic: auto, fp32, bf16 or fp16.")] = "auto",
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the network (learned backends).")] = False,
-    float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float EXR instead of half.")] = False,
+    response: opts.Response = "auto",
+    align_mode: opts.Align = "homography",
+    backend: opts.Backend = "auto",
+    weights: opts.Weights = None,
+    threads: opts.Threads = None,
+    max_memory: opts.MaxMemory = None,
+    precision: opts.Precision = "auto",
+    compile_model: opts.Compile = False,
+    float32: opts.Float32 = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (without it, an existing output fails its bracket).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: JSON lines instead of a table.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status on stderr (errors still shown).")] = False,
+    quiet: opts.Quiet = False,
 ) -> None:
     """Find every bracket in photo folders and merge each one; failures are reported, not fatal."""
     from smarthdr_cli.batch import BatchSettings, check_batch, parse_shard
     from smarthdr_cli.merge import MergeSettings
+    from smarthdr_cli.reading import parse_align
+    from smarthdr_cli.response import parse_response
     from smarthdr_cli.sizes import parse_memory
 
     merge_settings = MergeSettings(
-        output=out_dir, response=response, align=align_mode, backend=backend, weights=weights,  # type: ignore[arg-type]
+        output=out_dir, response=parse_response(response, "--response"), align=parse_align(align_mode, "--align"),
+        backend=backend, weights=weights,
         threads=threads, max_memory=parse_memory(max_memory) if max_memory else None, precision=precision,
         compile=compile_model, float32=float32, tonemap=tonemap, overwrite=overwrite,
         uncertainty=Path("uncertainty.exr") if uncertainty else None,
@@ -297,7 +282,7 @@ def _run_with_progress(settings: Any, note: Callable[[str], None], quiet: bool, 
         return run_batch(settings, note, progress)
 
 
-@app.command()
+@app.command(cls=opts.Command)
 @cli_errors
 def backends(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per backend, one per line.")] = False,
@@ -319,20 +304,20 @@ def backends(
     Console(highlight=False).print(table)
 
 
-@app.command()
+@app.command(cls=opts.Command)
 @cli_errors
 def evaluate(
     test_dir: Annotated[Path, typer.Argument(help="Labeled scenes (e.g. Kalantari's Test folder or a synth test split).", show_default=False, metavar="TEST_DIR")],
-    backend: Annotated[str, typer.Option(help="Backend to evaluate: auto or a name from `smarthdr backends`.")] = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="Weights (.safetensors) for a learned backend.")] = None,
+    backend: opts.Backend = "auto",
+    weights: opts.Weights = None,
     save_dir: Annotated[Optional[Path], typer.Option(help="Existing folder for each prediction (<scene>.exr) and its mu-law preview (<scene>.jpg).")] = None,
-    response: Annotated[str, typer.Option(help="Camera response of the frames, as for merge.")] = "auto",
-    align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment of the frames, as for merge.")] = "none",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for backends that use them.")] = None,
-    precision: Annotated[str, typer.Option(help="Learned backends' arithmetic: auto, fp32, bf16 or fp16.")] = "auto",
+    response: opts.Response = "auto",
+    align_mode: opts.Align = "none",
+    threads: opts.Threads = None,
+    precision: opts.Precision = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files in --save-dir.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object: scenes, mean, reference (the reference frame alone, linearised: the floor), backend, weights.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: opts.Quiet = False,
 ) -> None:
     """Score a backend on labeled test scenes: PSNR-mu, PSNR-l, SSIM-mu, SSIM-l and runtime per scene."""
     from smarthdr_cli.data.layouts import ReadSettings
@@ -360,7 +345,7 @@ def evaluate(
     Console(highlight=False).print(table)
 
 
-@app.command()
+@app.command(cls=opts.Command)
 @cli_errors
 def synth(
     out: Annotated[Path, typer.Argument(help="New (or empty) folder for the dataset.", show_default=False, metavar="OUT")],
@@ -382,7 +367,7 @@ def synth(
     procedural_share: Annotated[float, typer.Option(help="With --hdr-source: this fraction of the scenes is procedural instead.")] = 0.0,
     jobs: Annotated[int, typer.Option(help="Worker processes (output is identical for any number).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the scenes of an earlier run in OUT.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: opts.Quiet = False,
 ) -> None:
     """Generate labeled dynamic brackets with HDR ground truth (Kalantari layout) for training and tests."""
     from smarthdr_cli.data.synth import SynthSettings, generate, parse_ev_sets, parse_objects, parse_split
@@ -408,75 +393,97 @@ def synth(
         console.print(f"{len(summary['scenes'])} scenes in {out} (settings in {out / 'synth.json'})", markup=False)
 
 
-@app.command()
+@app.command(cls=opts.Command)
 @cli_errors
 def train(
-    labeled: Annotated[Optional[Path], typer.Option(help="Folder of labeled scenes (bracket + ground-truth .hdr/.exr each).")] = None,
-    unlabeled: Annotated[Optional[Path], typer.Option(help="Folder of unlabeled scenes (brackets only) for the semi-supervised stage.")] = None,
-    pseudo: Annotated[Optional[Path], typer.Option(help="Train on fixed pseudo labels from `smarthdr pseudo-label` instead of a live teacher.")] = None,
-    test: Annotated[Optional[Path], typer.Option(help="Labeled test scenes: PSNR-mu/PSNR-l after every --validate-every epochs; picks the best student.")] = None,
+    # the run (the default panel): every other flag is the TrainConfig field of its name
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="New run folder: config, checkpoint, metrics.jsonl, exported students.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint, with its saved config.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="TOML or JSON file of settings (flags given here override it).")] = None,
     ablation: Annotated[Optional[str], typer.Option(help="Switches of a row of the seed's Table 3: i, ii, iii, iv, v, vi or vii.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Network size: full (published GFHDR), small or tiny. Default: full.")] = None,
-    init_weights: Annotated[Optional[Path], typer.Option(help="Start the student from these weights (.safetensors) instead of random.")] = None,
-    checkpoint_activations: Annotated[Optional[bool], typer.Option("--checkpoint-activations/--no-checkpoint-activations", help="Recompute the transformer layers' activations in the backward pass: far less memory per patch, about a third more compute. Default: off.")] = None,
-    warmup_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs on labeled data only. Default: 30.")] = None,
-    semi_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs of the semi-supervised stage (supervised with --no-teacher). Default: 170.")] = None,
-    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Fix the steps of an epoch. Default: one pass over the (kept) patches.")] = None,
-    batch: Annotated[Optional[int], typer.Option(min=1, help="Patches per step and branch (global across processes). Default: 64.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: 2e-4.")] = None,
-    lr_schedule: Annotated[Optional[str], typer.Option(help="Learning rate over the run: constant (the seed) or cosine (decays to --lr-min-ratio x --lr at the end). Default: constant.")] = None,
-    lr_min_ratio: Annotated[Optional[float], typer.Option(help="Final rate of the cosine schedule, as a fraction of --lr. Default: 0.01.")] = None,
-    clip_grad: Annotated[Optional[float], typer.Option(help="Clip the gradient norm of each step to this value. Default: no clipping.")] = None,
-    patch: Annotated[Optional[int], typer.Option(help="Training patch size in pixels. Default: 64.")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="Stride of the patch grid. Default: 32.")] = None,
-    lambda_u: Annotated[Optional[float], typer.Option(help="Weight of the unsupervised losses (eq. 9). Default: 1.")] = None,
-    lambda_v: Annotated[Optional[float], typer.Option(help="Weight of the VGG-16 perceptual losses (eq. 9). Default: 0.01.")] = None,
-    perceptual: Annotated[Optional[bool], typer.Option("--perceptual/--no-perceptual", help="Use the VGG-16 perceptual loss. Default: on.")] = None,
-    vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG-16 weights (torchvision's vgg16-397923af.pth or .safetensors) instead of downloading.")] = None,
-    uncertainty_loss: Annotated[Optional[bool], typer.Option("--uncertainty-loss/--no-uncertainty-loss", help="Train the judge with L^k (eq. 10). Default: on.")] = None,
-    detach_judge: Annotated[Optional[bool], typer.Option("--detach-judge/--no-detach-judge", help="The judge reads F_att without sending L^k's gradient into the trunk. --no-detach-judge: the gradient flows through (the first version's behaviour). Default: detached.")] = None,
-    k_eps: Annotated[Optional[float], typer.Option(help="Added to sigma^2 in L^k. Default: 1e-6.")] = None,
-    k_domain: Annotated[Optional[str], typer.Option(help="Values compared by L^k: mu (tone-mapped) or linear. Default: mu.")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher: ema (mean teacher) or none (supervised baseline). Default: ema.")] = None,
-    no_teacher: Annotated[bool, typer.Option("--no-teacher", help="Same as --teacher none: the supervised baseline.")] = False,
-    ema_alpha: Annotated[Optional[float], typer.Option(help="EMA rate of the teacher (eq. 3). Default: 0.999.")] = None,
-    scorer: Annotated[Optional[str], typer.Option(help="Pseudo-label scorer: judge (the seed) or reference (SMAE-style similarity to the reference). Default: judge.")] = None,
-    patch_mask: Annotated[Optional[bool], typer.Option("--patch-mask/--no-patch-mask", help="Patch-level masking (eq. 11). Default: on.")] = None,
-    pixel_mask: Annotated[Optional[bool], typer.Option("--pixel-mask/--no-pixel-mask", help="Pixel-level masking (eq. 12). Default: on.")] = None,
-    tau_patch: Annotated[Optional[float], typer.Option(help="Patch-level threshold tau_pa. Default: 0.4.")] = None,
-    tau_pixel: Annotated[Optional[float], typer.Option(help="Pixel-level threshold tau_pi. Default: 0.4.")] = None,
-    normalisation: Annotated[Optional[str], typer.Option(help="Uncertainty normalisation: global (over all pseudo labels) or scene. Default: global.")] = None,
-    strong_aug: Annotated[Optional[bool], typer.Option("--strong-aug/--no-strong-aug", help="Strong augmentation of the unlabeled branch. Default: on.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, sampling and augmentation. Default: 0.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N. Default: auto.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. Default: all cores.")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-scene cache. Default: $SMARTHDR_CACHE or ~/.cache/smarthdr/scenes.")] = None,
-    response: Annotated[Optional[str], typer.Option(help="Camera response of the frames, as for merge. Default: auto.")] = None,
-    align_mode: Annotated[Optional[str], typer.Option("--align", help="Pre-alignment of the frames, as for merge. Default: none.")] = None,
-    validate_every: Annotated[Optional[int], typer.Option(min=1, help="Validate on --test every N epochs. Default: 1.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (errors still shown).")] = False,
+    seed: Annotated[Optional[int], opts.setting("seed", "Seed of initialisation, sampling and augmentation.", None)] = None,
+    validate_every: Annotated[Optional[int], opts.setting("validate_every", "Validate on --test every N epochs.", None, min=1)] = None,
+    quiet: opts.Quiet = False,
+    # data
+    labeled: Annotated[Optional[Path], opts.setting("labeled", "Folder of labeled scenes (bracket + ground-truth .hdr/.exr each).", opts.DATA)] = None,
+    unlabeled: Annotated[Optional[Path], opts.setting("unlabeled", "Folder of unlabeled scenes (brackets only) for the semi-supervised stage.", opts.DATA)] = None,
+    pseudo: Annotated[Optional[Path], opts.setting("pseudo", "Train on fixed pseudo labels from `smarthdr pseudo-label` instead of a live teacher.", opts.DATA)] = None,
+    test: Annotated[Optional[Path], opts.setting("test", "Labeled test scenes: PSNR-mu/PSNR-l after every --validate-every epochs; picks the best student.", opts.DATA)] = None,
+    response: Annotated[Optional[str], opts.setting("response", opts.RESPONSE, opts.DATA)] = None,
+    align: Annotated[Optional[str], opts.setting("align", opts.ALIGN, opts.DATA)] = None,
+    patch: Annotated[Optional[int], opts.setting("patch", "Training patch size in pixels.", opts.DATA)] = None,
+    stride: Annotated[Optional[int], opts.setting("stride", "Stride of the patch grid.", opts.DATA)] = None,
+    cache_dir: Annotated[Optional[Path], opts.setting("cache_dir", opts.CACHE_DIR, opts.DATA)] = None,
+    # model
+    model: Annotated[Optional[str], opts.setting("model", "Network size: full (published GFHDR), small or tiny.", opts.MODEL)] = None,
+    init_weights: Annotated[Optional[Path], opts.setting("init_weights", "Start the student from these weights (.safetensors) instead of random.", opts.MODEL)] = None,
+    detach_judge: Annotated[
+        Optional[bool],
+        opts.setting(
+            "detach_judge", "The judge reads F_att without sending L^k's gradient into the trunk. --no-detach-judge: the gradient flows "
+            "through (the first version's behaviour).", opts.MODEL, "--detach-judge/--no-detach-judge",
+        ),
+    ] = None,
+    # schedule
+    warmup_epochs: Annotated[Optional[int], opts.setting("warmup_epochs", "Epochs on labeled data only.", opts.SCHEDULE, min=0)] = None,
+    semi_epochs: Annotated[Optional[int], opts.setting("semi_epochs", "Epochs of the semi-supervised stage (supervised with --no-teacher).", opts.SCHEDULE, min=0)] = None,
+    steps_per_epoch: Annotated[
+        Optional[int], opts.setting("steps_per_epoch", "Fix the steps of an epoch.", opts.SCHEDULE, unset="one pass over the (kept) patches", min=1)
+    ] = None,
+    batch: Annotated[Optional[int], opts.setting("batch", "Patches per step and branch (global across processes).", opts.SCHEDULE, min=1)] = None,
+    lr: Annotated[Optional[float], opts.setting("lr", "Adam learning rate.", opts.SCHEDULE)] = None,
+    lr_schedule: Annotated[
+        Optional[str],
+        opts.setting("lr_schedule", "Learning rate over the run: constant (the seed) or cosine (decays to --lr-min-ratio x --lr at the end).", opts.SCHEDULE),
+    ] = None,
+    lr_min_ratio: Annotated[Optional[float], opts.setting("lr_min_ratio", "Final rate of the cosine schedule, as a fraction of --lr.", opts.SCHEDULE)] = None,
+    clip_grad: Annotated[Optional[float], opts.setting("clip_grad", "Clip the gradient norm of each step to this value.", opts.SCHEDULE, unset="no clipping")] = None,
+    # losses
+    lambda_u: Annotated[Optional[float], opts.setting("lambda_u", "Weight of the unsupervised losses (eq. 9).", opts.LOSSES)] = None,
+    lambda_v: Annotated[Optional[float], opts.setting("lambda_v", "Weight of the VGG-16 perceptual losses (eq. 9).", opts.LOSSES)] = None,
+    perceptual: Annotated[Optional[bool], opts.setting("perceptual", "Use the VGG-16 perceptual loss.", opts.LOSSES, "--perceptual/--no-perceptual")] = None,
+    vgg_weights: Annotated[
+        Optional[Path],
+        opts.setting("vgg_weights", "Local VGG-16 weights (torchvision's vgg16-397923af.pth or .safetensors) instead of downloading.", opts.LOSSES),
+    ] = None,
+    uncertainty_loss: Annotated[
+        Optional[bool], opts.setting("uncertainty_loss", "Train the judge with L^k (eq. 10).", opts.LOSSES, "--uncertainty-loss/--no-uncertainty-loss")
+    ] = None,
+    k_eps: Annotated[Optional[float], opts.setting("k_eps", "Added to sigma^2 in L^k.", opts.LOSSES)] = None,
+    k_domain: Annotated[Optional[str], opts.setting("k_domain", "Values compared by L^k: mu (tone-mapped) or linear.", opts.LOSSES)] = None,
+    # the teacher, pseudo labels and masking
+    teacher: Annotated[Optional[str], opts.setting("teacher", "Teacher: ema (mean teacher) or none (supervised baseline).", opts.SEMI)] = None,
+    no_teacher: Annotated[bool, typer.Option("--no-teacher", help="Same as --teacher none: the supervised baseline.", rich_help_panel=opts.SEMI)] = False,
+    ema_alpha: Annotated[Optional[float], opts.setting("ema_alpha", "EMA rate of the teacher (eq. 3).", opts.SEMI)] = None,
+    scorer: Annotated[Optional[str], opts.setting("scorer", opts.SCORER, opts.SEMI)] = None,
+    patch_mask: Annotated[Optional[bool], opts.setting("patch_mask", opts.PATCH_MASK, opts.SEMI, "--patch-mask/--no-patch-mask")] = None,
+    pixel_mask: Annotated[Optional[bool], opts.setting("pixel_mask", opts.PIXEL_MASK, opts.SEMI, "--pixel-mask/--no-pixel-mask")] = None,
+    tau_patch: Annotated[Optional[float], opts.setting("tau_patch", opts.TAU_PATCH, opts.SEMI)] = None,
+    tau_pixel: Annotated[Optional[float], opts.setting("tau_pixel", opts.TAU_PIXEL, opts.SEMI)] = None,
+    normalisation: Annotated[Optional[str], opts.setting("normalisation", opts.NORMALISATION, opts.SEMI)] = None,
+    strong_aug: Annotated[Optional[bool], opts.setting("strong_aug", "Strong augmentation of the unlabeled branch.", opts.SEMI, "--strong-aug/--no-strong-aug")] = None,
+    # performance: --resume accepts these
+    device: Annotated[Optional[str], opts.setting("device", opts.DEVICE, opts.PERFORMANCE)] = None,
+    threads: Annotated[Optional[int], opts.setting("threads", "CPU threads.", opts.PERFORMANCE, unset="all cores", min=1)] = None,
+    checkpoint_activations: Annotated[
+        Optional[bool],
+        opts.setting(
+            "checkpoint_activations", "Recompute the transformer layers' activations in the backward pass: far less memory per patch, "
+            "about a third more compute.", opts.PERFORMANCE, "--checkpoint-activations/--no-checkpoint-activations",
+        ),
+    ] = None,
 ) -> None:
     """Train GFHDR with the seed's semi-supervised recipe on your own folders (few ground truths)."""
-    from smarthdr_cli.errors import InputError
-    from smarthdr_cli.train.config import resolve
-    from smarthdr_cli.train.loop import resumed_config
-    from smarthdr_cli.train.loop import train as run_training
-    from smarthdr_cli.train.progress import RichReporter
+    flags = opts.config_flags(locals())  # first: the parameters named like TrainConfig fields (None: not given)
+    if no_teacher:
+        flags["teacher"] = "none"
 
-    as_text = lambda p: str(p) if p is not None else None  # noqa: E731
-    flags = {
-        "labeled": as_text(labeled), "unlabeled": as_text(unlabeled), "pseudo": as_text(pseudo), "test": as_text(test),
-        "model": model, "init_weights": as_text(init_weights), "checkpoint_activations": checkpoint_activations, "warmup_epochs": warmup_epochs, "semi_epochs": semi_epochs,
-        "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "lr_schedule": lr_schedule, "lr_min_ratio": lr_min_ratio, "clip_grad": clip_grad, "patch": patch, "stride": stride, "lambda_u": lambda_u,
-        "lambda_v": lambda_v, "perceptual": perceptual, "vgg_weights": as_text(vgg_weights), "uncertainty_loss": uncertainty_loss, "detach_judge": detach_judge,
-        "k_eps": k_eps, "k_domain": k_domain, "teacher": "none" if no_teacher else teacher, "ema_alpha": ema_alpha,
-        "scorer": scorer, "patch_mask": patch_mask, "pixel_mask": pixel_mask, "tau_patch": tau_patch, "tau_pixel": tau_pixel,
-        "normalisation": normalisation, "strong_aug": strong_aug, "seed": seed, "device": device, "threads": threads,
-        "cache_dir": as_text(cache_dir), "response": response, "align": align_mode, "validate_every": validate_every,
-    }
+    from smarthdr_cli.errors import InputError
+    from smarthdr_cli.progress import RichReporter
+    from smarthdr_cli.train.checkpoint import resumed_config
+    from smarthdr_cli.train.config import resolve
+    from smarthdr_cli.train.loop import train as run_training
+
     if resume is not None:
         runtime = ("device", "threads", "checkpoint_activations")  # where and how, not what is computed
         given = sorted(k for k, v in flags.items() if v is not None and k not in runtime)
@@ -497,27 +504,27 @@ def train(
         reporter.note(f"final student: {result.final}" + (f"; best: {result.best}" if result.best else ""))
 
 
-@app.command("pseudo-label")
+@app.command("pseudo-label", cls=opts.Command)
 @cli_errors
 def pseudo_label(
     unlabeled: Annotated[Path, typer.Option(help="Folder of unlabeled scenes (brackets only).")],
     weights: Annotated[Path, typer.Option(help="The teacher: trained weights (.safetensors), e.g. a run's student-final.safetensors.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for pseudo.exr, uncertainty.exr, masks and preview per scene, and summary.json.")],
-    patch: Annotated[int, typer.Option(min=1, help="Patch size of the patch-level mask (use the training --patch).")] = 64,
-    stride: Annotated[int, typer.Option(min=1, help="Stride of the patch grid (use the training --stride).")] = 32,
-    tau_patch: Annotated[float, typer.Option(help="Patch-level threshold tau_pa (eq. 11).")] = 0.4,
-    tau_pixel: Annotated[float, typer.Option(help="Pixel-level threshold tau_pi (eq. 12).")] = 0.4,
-    patch_mask: Annotated[bool, typer.Option("--patch-mask/--no-patch-mask", help="Patch-level masking.")] = True,
-    pixel_mask: Annotated[bool, typer.Option("--pixel-mask/--no-pixel-mask", help="Pixel-level masking.")] = True,
-    normalisation: Annotated[str, typer.Option(help="Uncertainty normalisation: global (over all scenes) or scene.")] = "global",
-    scorer: Annotated[str, typer.Option(help="judge (the network's uncertainty) or reference (SMAE-style).")] = "judge",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-scene cache. Default: $SMARTHDR_CACHE or ~/.cache/smarthdr/scenes.")] = None,
-    response: Annotated[str, typer.Option(help="Camera response of the frames, as for merge.")] = "auto",
-    align_mode: Annotated[str, typer.Option("--align", help="Pre-alignment of the frames, as for merge.")] = "none",
+    patch: Annotated[int, typer.Option(min=1, help="Patch size of the patch-level mask (use the training --patch).")] = TrainConfig.patch,
+    stride: Annotated[int, typer.Option(min=1, help="Stride of the patch grid (use the training --stride).")] = TrainConfig.stride,
+    tau_patch: opts.TauPatch = TrainConfig.tau_patch,
+    tau_pixel: opts.TauPixel = TrainConfig.tau_pixel,
+    patch_mask: opts.PatchMask = TrainConfig.patch_mask,
+    pixel_mask: opts.PixelMask = TrainConfig.pixel_mask,
+    normalisation: opts.Normalisation = TrainConfig.normalisation,
+    scorer: opts.Scorer = TrainConfig.scorer,
+    device: opts.Device = TrainConfig.device,
+    cache_dir: opts.CacheDir = None,
+    response: opts.Response = TrainConfig.response,
+    align_mode: opts.Align = TrainConfig.align,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that already holds files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: opts.Quiet = False,
 ) -> None:
     """The teacher's step on its own: pseudo GTs, uncertainty maps and bi-level masks to inspect or train from."""
     from smarthdr_cli.data.layouts import ReadSettings

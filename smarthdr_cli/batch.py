@@ -24,7 +24,8 @@ from smarthdr_cli.bracket import choose_three
 from smarthdr_cli.discover import Discovery, Shot, discover
 from smarthdr_cli.errors import InputError, OutputError, SmartHDRError
 from smarthdr_cli.io.output import check_output_path, remove_stale_temporaries
-from smarthdr_cli.merge import MergeSettings, check_settings, create_backend, run_merge
+from smarthdr_cli.merge import MergeSettings, create_backend, run_merge
+from smarthdr_cli.reading import check_options
 
 REPORT_NAME = "smarthdr-batch-report.jsonl"
 STOP_SECONDS = 2.0  # how long workers get to unwind their bracket after Ctrl-C/SIGTERM before SIGKILL
@@ -316,7 +317,7 @@ def check_batch(settings: BatchSettings) -> None:
         raise OutputError(f"--preview {settings.preview}: choose jpg or png")
     if settings.bracket_size is not None and settings.bracket_size < 2:
         raise InputError("--bracket-size must be at least 2")
-    check_settings(settings.merge)
+    check_options(settings.merge.read)
 
 
 def run_batch(

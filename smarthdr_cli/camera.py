@@ -1,8 +1,11 @@
-"""A simple camera model that renders LDR brackets from linear radiance.
+"""The sensor model: how a camera turns linear radiance into LDR codes (core: numpy only).
 
-Used for the bundled example, the synthetic round-trip tests, the benchmarks and the synthetic
-training data (`smarthdr_cli.data.synth`): exposure, optional Gaussian-Poisson noise, clipping, a
-response curve (gamma 2.2, an S-shaped camera-like curve or a film-like curve, optionally lifted by a black offset) and quantisation to 8 or 16 bits.
+Exposure, optional Gaussian-Poisson noise, clipping, a response curve (gamma 2.2, an S-shaped
+camera-like curve or a film-like curve, optionally lifted by a black offset) and quantisation to
+8 or 16 bits: the forward model of what `response.py` inverts. It is the one camera of the
+project: the synthetic data engine (`smarthdr_cli.data.synth.capture`) shoots every bracket with
+`capture_bracket`, and `render_bracket` is the same call with a seed, for tests, benchmarks and
+the bundled example (whose scenes come from `smarthdr_cli.data.synth.fixed_scene`).
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from smarthdr_cli.bracket import GAMMA
+
+Curve = Callable[[np.ndarray], np.ndarray]
 
 
 def gamma_curve(linear: np.ndarray, gamma: float = GAMMA) -> np.ndarray:
@@ -34,7 +39,10 @@ def film_curve(linear: np.ndarray, toe: float = 60.0, contrast: float = 0.9) -> 
     return encoded**contrast
 
 
-def with_black(curve: Callable[[np.ndarray], np.ndarray], black: float) -> Callable[[np.ndarray], np.ndarray]:
+RESPONSES: dict[str, Curve] = {"gamma": gamma_curve, "s-curve": s_curve, "film": film_curve}  # the curves by name
+
+
+def with_black(curve: Curve, black: float) -> Curve:
     """`curve` whose lowest code is `black` (film base, scanner or JPEG lift), not 0: the encoded
     range [0, 1] is squeezed into [black, 1]."""
 
@@ -70,7 +78,7 @@ def expose(
     radiance: np.ndarray,
     exposure: float,
     *,
-    curve: Callable[[np.ndarray], np.ndarray] = gamma_curve,
+    curve: Curve = gamma_curve,
     bits: int = 8,
     read_noise: float = 0.0,
     shot_gain: float = 0.0,
@@ -86,11 +94,29 @@ def expose(
     return quantise(curve(np.clip(signal, 0.0, 1.0)), bits)
 
 
+def capture_bracket(
+    radiance: Sequence[np.ndarray],
+    exposures: Sequence[float],
+    *,
+    curve: Curve,
+    bits: int,
+    read_noise: float,
+    shot_gain: float,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """One frame per (radiance, exposure) pair, short to long, the noise drawn from `rng` in that
+    order: the one bracket renderer, so a seed gives the same frames wherever it is called from."""
+    return [
+        expose(scene, t, curve=curve, bits=bits, read_noise=read_noise, shot_gain=shot_gain, rng=rng)
+        for scene, t in zip(radiance, exposures)
+    ]
+
+
 def render_bracket(
     radiance: np.ndarray | Sequence[np.ndarray],
     exposures: Sequence[float],
     *,
-    curve: Callable[[np.ndarray], np.ndarray] = gamma_curve,
+    curve: Curve = gamma_curve,
     bits: int = 8,
     noise: float = 0.0,
     seed: int = 0,
@@ -100,87 +126,11 @@ def render_bracket(
     `radiance` is one image (static scene) or one per exposure (dynamic scene). Radiance is
     relative: a value of 1 saturates the frame whose exposure is 1. `noise` is the standard
     deviation of read noise relative to full scale; shot noise follows with the same scale
-    (`sensor_noise` with `shot_gain = noise / 100`).
+    (`sensor_noise` with `shot_gain = noise / 100`). Works in float64 (`capture_bracket` with a
+    seeded generator).
     """
-    rng = np.random.default_rng(seed)
     scenes = [radiance] * len(exposures) if isinstance(radiance, np.ndarray) else list(radiance)
-    return [
-        expose(np.asarray(scene, dtype=np.float64), t, curve=curve, bits=bits, read_noise=noise, shot_gain=noise * 0.01, rng=rng)
-        for scene, t in zip(scenes, exposures)
-    ]
-
-
-def value_noise(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
-    """Smooth random texture, about [0, 1] (cubic overshoot aside): a random grid of `cell`-pixel
-    spacing, cubic-interpolated to height x width (float32)."""
-    import cv2
-
-    small = rng.random((max(2, int(height // cell)), max(2, int(width // cell))), dtype=np.float32)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
-def procedural_radiance(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A deterministic HDR test scene (float32 HxWx3, relative radiance, max about 1).
-
-    A sky gradient with a sun (the brightest value, just below clipping at exposure 1), a
-    textured ground with reflectance variation about 300x darker than the sky, a window-like
-    bright patch and a cast shadow: enough range that every frame of an EV -2/0/+2 bracket clips
-    somewhere or sinks into noise somewhere.
-    """
-    rng = np.random.default_rng(seed)
-    rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    cols = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    horizon = 0.45 + 0.05 * np.sin(cols * 6.0 + seed)
-    sky = (0.10 + 0.25 * (1.0 - rows / 0.45)) * np.ones_like(cols)
-    sky_rgb = np.stack([sky * 0.75, sky * 0.9, sky * 1.1], axis=2)
-
-    def texture(scale: int) -> np.ndarray:
-        return value_noise(rng, height, width, scale)
-
-    albedo = 0.15 + 0.55 * np.clip(0.6 * texture(48) + 0.4 * texture(6), 0.0, 1.0)
-    tint = np.stack([1.0 + 0.3 * texture(64), 0.9 + 0.2 * texture(64), 0.7 + 0.3 * texture(64)], axis=2)
-    ground = (0.004 + 0.02 * albedo)[:, :, None] * tint
-    shadow_x = 0.25 + 0.2 * rng.random()
-    in_shadow = (np.abs(cols - shadow_x) < 0.12) & (rows > horizon + 0.1)
-    ground = np.where(in_shadow[:, :, None], ground * 0.12, ground)
-    image = np.where((rows < horizon)[:, :, None], sky_rgb, ground)
-
-    sun_y, sun_x = 0.18 * height, (0.6 + 0.25 * rng.random()) * width
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    radius = 0.03 * min(height, width)
-    distance = np.hypot(yy - sun_y, xx - sun_x)
-    glow = 0.6 * np.exp(-((distance / (4 * radius)) ** 2))
-    image = image + glow[:, :, None] * np.array([1.0, 0.9, 0.7], dtype=np.float32)
-    image = np.where((distance < radius)[:, :, None], 0.98, image)
-
-    window = (np.abs(yy - 0.62 * height) < 0.06 * height) & (np.abs(xx - 0.8 * width) < 0.05 * width)
-    image = np.where(window[:, :, None], np.array([0.2, 0.18, 0.12], dtype=np.float32), image)
-    return np.clip(image, 1e-5, 1.0).astype(np.float32)
-
-
-def moving_object(
-    radiance: np.ndarray, count: int, reference: int, *, step: float = 0.08, seed: int = 0
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per-frame radiance with a textured object that moves between frames, and its mask.
-
-    The object sits at a different place in every frame (a horizontal step of `step` x width
-    per frame); the mask marks every pixel it covers in any frame, where a merge that ghosts
-    shows the object more than once.
-    """
-    import cv2
-
-    rng = np.random.default_rng(seed + 1)
-    height, width = radiance.shape[:2]
-    size = (int(0.22 * height), int(0.14 * width))
-    pattern = cv2.resize(rng.random((8, 8), dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    colour = np.array([0.9, 0.25, 0.2], dtype=np.float32)
-    texture = (0.002 + 0.05 * pattern)[:, :, None] * colour
-    top = int(0.55 * height)
-    frames, mask = [], np.zeros((height, width), dtype=bool)
-    for index in range(count):
-        left = int((0.3 + step * (index - reference)) * width)
-        scene = radiance.copy()
-        scene[top : top + size[0], left : left + size[1]] = texture
-        mask[top : top + size[0], left : left + size[1]] = True
-        frames.append(scene)
-    return frames, mask
+    return capture_bracket(
+        [np.asarray(scene, dtype=np.float64) for scene in scenes], exposures,
+        curve=curve, bits=bits, read_noise=noise, shot_gain=noise * 0.01, rng=np.random.default_rng(seed),
+    )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from smarthdr_cli.errors import SmartHDRError
+from smarthdr_cli.io.capture import capture_info
 from smarthdr_cli.io.ldr import is_ldr
 from smarthdr_cli.io.raw import is_raw
 
@@ -82,8 +83,6 @@ def _pixel_size(path: Path) -> tuple[int, int] | None:
 
 def read_shot(path: Path, root: Path) -> Shot:
     """The shot's metadata; an empty or non-image file raises InputError (reported as unreadable)."""
-    from smarthdr_cli.merge import capture_info
-
     info = capture_info(path)  # checks first that the file is an image at all
     return Shot(path, root, info.camera, _pixel_size(path), info.capture_time, info.exposure_time, is_raw(path))
 

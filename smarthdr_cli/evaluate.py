@@ -20,14 +20,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from smarthdr_backends import base
 from smarthdr_cli.bracket import Bracket
 from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, read_scene
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.io.hdr import save_hdr
 from smarthdr_cli.io.output import atomic_outputs, check_not_inputs, check_output_path
+from smarthdr_cli.io.provenance import save_preview
 from smarthdr_cli.metrics import psnr_l, psnr_mu, ssim_l, ssim_mu
 from smarthdr_cli.preprocess import gamma_correct
-from smarthdr_cli.merge import save_preview
 
 Progress = Callable[[int, int, str], None]
 
@@ -76,8 +77,6 @@ def _save(folder: Path, source: SceneSource, hdr: np.ndarray, overwrite: bool) -
 
 def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Per-scene and mean metrics, in the shape `--json` prints."""
-    from smarthdr_backends import base
-
     sources = discover_scenes(settings.test_dir, "required")
     if settings.save_dir is not None and not settings.save_dir.is_dir():
         raise OutputError(f"{settings.save_dir}: --save-dir must be an existing folder")

@@ -6,6 +6,7 @@ convention of the Kalantari data the network is trained on.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -44,14 +45,12 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def _numbers(text: str, count: int, flag: str, example: str) -> list[float]:
-    """A comma-separated flag value with exactly one number per file."""
+def _numbers(text: str, source: str, example: str) -> list[float]:
+    """A comma-separated list of numbers, e.g. one per file; `source` names it in messages."""
     parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
     if not parts:  # `--exposures ''` is a mistake (an unset shell variable), not "read the EXIF"
-        raise ExposureError(f"{flag} is empty; give one value per file, e.g. {flag} {example}, or leave the flag out")
-    if len(parts) != count:
-        raise ExposureError(f"{flag}: got {len(parts)} values for {count} files")
-    return [_number(p, flag) for p in parts]
+        raise ExposureError(f"{source} is empty; give one value per file, e.g. {source} {example}, or leave the flag out")
+    return [_number(p, source) for p in parts]
 
 
 def _check_seconds(times: Sequence[float], labels: Sequence[str], way_out: str) -> None:
@@ -88,20 +87,51 @@ def _ev_to_times(values: list[float], where: str) -> list[float]:
     return times
 
 
-def parse_exposures(text: str, count: int) -> list[float]:
-    """`--exposures 1/100,1/25,0.16`: one time in seconds per file, in the order given."""
-    values = _numbers(text, count, "--exposures", "1/100,1/25,1/6")
+@dataclass(frozen=True)
+class GivenExposures:
+    """Exposure times given for the frames in the order the files were given, checked as far as
+    they can be before the files are read (numbers, plausible, span); the count is checked by
+    `for_frames` once the reader knows how many frames there are.
+
+    `seconds`: whether the times are seconds (an exposure time the output may record) rather
+    than 2^EV of stops relative to any base. `source` names them in messages (the CLI: its flag).
+    """
+
+    times: tuple[float, ...]
+    seconds: bool
+    source: str
+
+    def for_frames(self, count: int) -> list[float]:
+        """The times, one per frame, or an ExposureError when their number is not `count`."""
+        if len(self.times) != count:
+            raise ExposureError(f"{self.source}: got {len(self.times)} values for {count} files")
+        return list(self.times)
+
+
+def given_seconds(text: str, source: str) -> GivenExposures:
+    """`1/100,1/25,0.16`: one exposure time in seconds per file, in the order given."""
+    values = _numbers(text, source, "1/100,1/25,1/6")
     if any(v <= 0 for v in values):
-        raise ExposureError("--exposures: exposure times must be positive seconds")
+        raise ExposureError(f"{source}: exposure times must be positive seconds")
     way_out = "give times in seconds, e.g. 1/100,1/25,1/6"
-    _check_seconds(values, ["--exposures: exposure time"] * len(values), way_out)
-    _check_span(values, [f"{v:.6g} s" for v in values], "--exposures", way_out)
-    return values
+    _check_seconds(values, [f"{source}: exposure time"] * len(values), way_out)
+    _check_span(values, [f"{v:.6g} s" for v in values], source, way_out)
+    return GivenExposures(tuple(values), True, source)
 
 
-def parse_ev(text: str, count: int) -> list[float]:
-    """`--ev -2,0,2`: exposure values relative to any common base; t = 2^EV."""
-    return _ev_to_times(_numbers(text, count, "--ev", "-2,0,2"), "--ev")
+def given_ev(text: str, source: str) -> GivenExposures:
+    """`-2,0,2`: exposure values relative to any common base, one per file; t = 2^EV."""
+    return GivenExposures(tuple(_ev_to_times(_numbers(text, source, "-2,0,2"), source)), False, source)
+
+
+def parse_exposures(text: str, count: int, source: str = "--exposures") -> list[float]:
+    """`given_seconds` for `count` files: the times in seconds."""
+    return given_seconds(text, source).for_frames(count)
+
+
+def parse_ev(text: str, count: int, source: str = "--ev") -> list[float]:
+    """`given_ev` for `count` files: the times 2^EV."""
+    return given_ev(text, source).for_frames(count)
 
 
 def read_exposure_file(path: Path, count: int) -> list[float]:

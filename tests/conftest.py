@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from smarthdr_cli.camera import moving_object, procedural_radiance, render_bracket
+from smarthdr_cli.camera import render_bracket
+from smarthdr_cli.data.synth.fixed_scene import moving_object, procedural_radiance
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from smarthdr_cli import align
-from smarthdr_cli.camera import procedural_radiance, render_bracket
+from smarthdr_cli.camera import render_bracket
+from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 
 
 def _frames(seed=4):
@@ -67,7 +68,7 @@ def test_implausible_or_failed_fits_fall_back_to_none():
 
 
 def test_moving_object_and_clipped_sky_do_not_tilt_a_static_bracket():
-    from smarthdr_cli.camera import moving_object
+    from smarthdr_cli.data.synth.fixed_scene import moving_object
 
     radiance = procedural_radiance(384, 576, seed=7)
     scenes, _ = moving_object(radiance, 3, reference=1, seed=7)

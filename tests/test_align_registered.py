@@ -12,8 +12,9 @@ import pytest
 
 from smarthdr_cli import align
 from smarthdr_cli.app import app
-from smarthdr_cli.camera import procedural_radiance, render_bracket
-from smarthdr_cli.data.synth import _camera_warp
+from smarthdr_cli.camera import render_bracket
+from smarthdr_cli.data.synth.camera_motion import camera_warp
+from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
 
@@ -49,7 +50,7 @@ def test_a_hand_held_bracket_is_still_aligned(runner, tmp_path):
     """Frames moved by a few px and a fraction of a degree, as a hand-held bracket is."""
     radiance = procedural_radiance(384, 576, seed=6)
     motions = [((5.0, -3.0), 0.3), ((0.0, 0.0), 0.0), ((-4.0, 2.5), -0.25)]
-    scenes = [_camera_warp(radiance, shift, angle) for shift, angle in motions]
+    scenes = [camera_warp(radiance, shift, angle) for shift, angle in motions]
     frames = render_bracket(scenes, [0.25, 1.0, 4.0], noise=0.002, seed=6)
     paths = write_bracket(tmp_path / "b", frames)
     report, lines, aligned = _merge(runner, paths, tmp_path / "h.exr", "-2,0,2", "homography")
@@ -74,6 +75,6 @@ def test_identity_is_preferred_unless_a_warp_clearly_beats_it():
         assert not fit.applied and fit.reason.startswith("kept in place"), fit.reason
     # the same scene, EV -2/0 and less noise, its short frame really moved by 6.3 px: moved back
     frames = [f.astype(np.float32) / 255 for f in render_bracket(radiance, [0.25, 1.0], noise=0.002, seed=5)]
-    moved = _camera_warp(frames[0], (6.0, -2.0), 0.0)
+    moved = camera_warp(frames[0], (6.0, -2.0), 0.0)
     fit = align.estimate(frames[1], 4.0, moved, 1.0, "homography")
     assert fit.applied and 5.5 < fit.shift_px < 7.5, fit.reason

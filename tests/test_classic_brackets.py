@@ -12,7 +12,8 @@ import pytest
 from smarthdr_backends.classic import ClassicBackend
 from smarthdr_cli.app import app
 from smarthdr_cli.bracket import Bracket
-from smarthdr_cli.camera import render_bracket, s_curve, value_noise, with_black
+from smarthdr_cli.camera import render_bracket, s_curve, with_black
+from smarthdr_cli.data.synth.primitives import value_noise
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.io.ldr import read_ldr
 from smarthdr_cli.metrics import psnr_mu

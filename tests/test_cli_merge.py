@@ -76,7 +76,8 @@ def test_calibrated_response_is_the_default_for_camera_files(runner, tmp_path, s
 
 
 def test_reference_override_and_more_than_three_frames(runner, tmp_path):
-    from smarthdr_cli.camera import procedural_radiance, render_bracket
+    from smarthdr_cli.camera import render_bracket
+    from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 
     radiance = procedural_radiance(96, 144, seed=1)
     frames = render_bracket(radiance, [1, 2, 4, 8, 16], noise=0.001)

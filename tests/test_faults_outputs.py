@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 
 from smarthdr_cli import tonemap
 from smarthdr_cli.app import app, cli_errors
-from smarthdr_cli.camera import procedural_radiance, render_bracket
+from smarthdr_cli.camera import render_bracket
+from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.io.output import atomic_output
-from smarthdr_cli.merge import write_preview
+from smarthdr_cli.io.provenance import write_preview
 
 from conftest import exif_jpeg
 

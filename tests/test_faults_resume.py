@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from smarthdr_cli.app import app
 from smarthdr_cli.data.synth import SynthSettings, generate
 from smarthdr_cli.errors import OutputError
-from smarthdr_cli.train.loop import check_run_dir, train
+from smarthdr_cli.train.checkpoint import check_run_dir
+from smarthdr_cli.train.loop import train
 
 from test_train import tiny_config
 

@@ -214,7 +214,8 @@ def mutate(data: bytes, rng: np.random.Generator, hot: int = 4096) -> bytes:
 
 
 def _synthetic_frames() -> list[np.ndarray]:
-    from smarthdr_cli.camera import procedural_radiance, render_bracket
+    from smarthdr_cli.camera import render_bracket
+    from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 
     return render_bracket(procedural_radiance(48, 64, seed=7), [1.0, 4.0, 16.0], noise=0.001, seed=7)
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from smarthdr_cli.errors import InputError
+from smarthdr_cli.io.capture import capture_info
 from smarthdr_cli.io.exif import orientation_turns, read_exif
 from smarthdr_cli.io.ldr import read_ldr
-from smarthdr_cli.merge import capture_info
 
 
 def test_ldr_bit_depths(tmp_path: Path):

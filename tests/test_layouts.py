@@ -7,10 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from smarthdr_cli.camera import procedural_radiance, render_bracket
+from smarthdr_cli.camera import render_bracket
 from smarthdr_cli.data import layouts, patches
 from smarthdr_cli.data.grid import grid_origins
 from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, read_scene
+from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.errors import InputError, SmartHDRError
 from smarthdr_cli.io.hdr import write_hdr
 

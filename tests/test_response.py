@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smarthdr_cli.camera import procedural_radiance, render_bracket, s_curve
+from smarthdr_cli.camera import render_bracket, s_curve
+from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.response import calibrate, gamma_response, load_response
 

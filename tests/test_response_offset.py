@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 
 from smarthdr_cli.app import app
-from smarthdr_cli.camera import film_curve, gamma_curve, procedural_radiance, render_bracket, with_black
+from smarthdr_cli.camera import film_curve, gamma_curve, render_bracket, with_black
+from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
 from smarthdr_cli.preprocess import gamma_correct

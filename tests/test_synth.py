@@ -9,22 +9,18 @@ import numpy as np
 import pytest
 
 from smarthdr_cli.camera import expose, s_curve
-from smarthdr_cli.data import synth
-from smarthdr_cli.data.synth import (
-    FRAME_NAMES,
-    GT_NAME,
-    MOTION_NAME,
-    SynthSettings,
-    generate,
-    parse_split,
-    synth_scene,
-    write_scene,
-)
+from smarthdr_cli.data.synth import SynthSettings, generate, layout, parse_split, photos
+from smarthdr_cli.data.synth.camera_motion import camera_warp
+from smarthdr_cli.data.synth.layout import FRAME_NAMES, GT_NAME, JPEG_FRAME_NAMES, MOTION_NAME, write_scene
+from smarthdr_cli.data.synth.options import check_settings
+from smarthdr_cli.data.synth.profiles import UNEVEN_EV_SETS
+from smarthdr_cli.data.synth.scene import synth_scene
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.exposure import read_exposure_file
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
 from smarthdr_cli.io.ldr import read_ldr
-from smarthdr_cli.merge import MergeReport, MergeSettings, load_bracket, resolve_inputs, run_merge
+from smarthdr_cli.merge import MergeSettings, run_merge
+from smarthdr_cli.reading import ReadOptions, read_bracket, resolve_inputs
 from smarthdr_cli.metrics import psnr_mu
 
 STILL = {"objects": (0, 0), "camera_shift": 0.0, "camera_rotation": 0.0}
@@ -95,7 +91,7 @@ def test_scene_folder_round_trip(tmp_path):
     assert times == pytest.approx([2.0 ** (ev - scene.ev[0]) for ev in scene.ev])
     assert times == pytest.approx(list(scene.exposures)) and scene.exposures[0] == 1.0
 
-    bracket = load_bracket([folder], MergeSettings(output=tmp_path / "o.exr", align="none"), MergeReport(inputs=[]))
+    bracket = read_bracket([folder], ReadOptions(align="none")).bracket
     assert bracket.reference == 1 and bracket.bits == 16
     assert np.allclose(bracket.exposures, scene.exposures)
     for image, frame in zip(bracket.images, scene.frames):
@@ -132,7 +128,7 @@ def test_a_failed_scene_leaves_nothing_behind(tmp_path, monkeypatch):
         written.append(path)
         path.write_bytes(b"partial")
 
-    monkeypatch.setattr(synth, "_write_frame", failing)
+    monkeypatch.setattr(layout, "_write_frame", failing)
     with pytest.raises(OutputError, match="No space left"):
         write_scene(synth_scene(small(), 0), tmp_path / "0000", with_gt=True)
     assert list(tmp_path.iterdir()) == []
@@ -208,7 +204,7 @@ def test_camera_motion_moves_non_reference_frames_only():
     for index in (0, 2):
         shift, rotation = moves[index]["shift"], moves[index]["rotation"]
         assert max(abs(v) for v in shift) <= 3.0 and abs(rotation) <= 0.5 and shift != [0.0, 0.0]
-        moved = synth._camera_warp(scene.radiance[1], shift, rotation)  # shift, rotation rounded in params
+        moved = camera_warp(scene.radiance[1], shift, rotation)  # shift, rotation rounded in params
         assert np.allclose(scene.radiance[index], moved, rtol=1e-3, atol=1e-5 * float(moved.max()))
     assert not scene.motion.any()  # global motion is not marked
 
@@ -326,11 +322,11 @@ def hdr_folder(tmp_path) -> Path:
 
 
 def test_hdr_source_scenes(tmp_path, hdr_folder):
-    synth._load_source.cache_clear()
+    photos._load_source.cache_clear()
     summary = generate(tmp_path / "out", small(scenes=6, hdr_source=hdr_folder))
     chosen = [s["scene"]["file"] for s in summary["scenes"]]
     assert set(chosen) == {"pano.hdr", "photo.exr"} and all(s["scene"]["kind"] == "hdr" for s in summary["scenes"])
-    assert synth._load_source.cache_info().misses == 2  # each file decoded once
+    assert photos._load_source.cache_info().misses == 2  # each file decoded once
     for entry in summary["scenes"]:
         left, top, width, height = entry["scene"]["crop"]
         if entry["scene"]["file"] == "pano.hdr":
@@ -382,7 +378,7 @@ def saturated(frame: np.ndarray, every_channel: bool = False) -> float:
 @pytest.fixture
 def photograph(tmp_path) -> Path:
     """A smooth, photograph-like radiance map over about 12 stops (channels move together)."""
-    from smarthdr_cli.camera import value_noise
+    from smarthdr_cli.data.synth.primitives import value_noise
 
     rng = np.random.default_rng(1)
     stops = -10.0 + 12.0 * np.clip(0.7 * value_noise(rng, 120, 180, 30) + 0.3 * value_noise(rng, 120, 180, 6), 0, 1)
@@ -393,7 +389,7 @@ def photograph(tmp_path) -> Path:
 
 @pytest.mark.parametrize("profile", ["dim", "bright", "clipped"])
 def test_exposure_placement_classes(profile, photograph):
-    synth._load_source.cache_clear()
+    photos._load_source.cache_clear()
     for index in range(4):
         scene = synth_scene(profiled(profile, hdr_source=photograph), index)
         short, reference, long = (saturated(frame) for frame in scene.frames)
@@ -417,7 +413,7 @@ def test_camera_motion_class_is_hand_held_with_perspective():
             move = scene.params["camera"][frame]
             assert max(abs(v) for v in move["shift"]) <= 0.03 * 144 and abs(move["rotation"]) <= 1.5
             assert move["perspective"] and max(abs(v) for v in move["perspective"]) <= 0.01
-            moved = synth._camera_warp(scene.radiance[1], move["shift"], move["rotation"], move["perspective"])
+            moved = camera_warp(scene.radiance[1], move["shift"], move["rotation"], move["perspective"])
             agree = np.abs(scene.radiance[frame] - moved).max(axis=2) <= 1e-3 * np.abs(moved).max(axis=2) + 1e-6
             assert agree.mean() > 0.5  # everywhere but where objects moved (params are rounded: not exact)
 
@@ -425,11 +421,11 @@ def test_camera_motion_class_is_hand_held_with_perspective():
 def test_perspective_moves_the_corners_by_about_the_given_fraction():
     image = np.zeros((100, 200, 3), np.float32)
     image[2:4, 2:4] = 1.0  # a dot near the top-left corner
-    moved = synth._camera_warp(image, [0.0, 0.0], 0.0, [0.02, 0.0])
+    moved = camera_warp(image, [0.0, 0.0], 0.0, [0.02, 0.0])
     before = np.argwhere(image[:, :, 0] > 0.5).mean(axis=0)
     after = np.argwhere(moved[:, :, 0] > 0.25).mean(axis=0)
     assert 0.5 < float(np.hypot(*(after - before))) < 6.0  # 2% of the short side is 2 px; the corner moves a few px
-    assert np.array_equal(synth._camera_warp(image, [0.0, 0.0], 0.0, [0.0, 0.0]), synth._camera_warp(image, [0.0, 0.0], 0.0))
+    assert np.array_equal(camera_warp(image, [0.0, 0.0], 0.0, [0.0, 0.0]), camera_warp(image, [0.0, 0.0], 0.0))
 
 
 def test_tone_jpeg_class_writes_camera_jpegs_with_lifted_blacks(tmp_path):
@@ -442,16 +438,15 @@ def test_tone_jpeg_class_writes_camera_jpegs_with_lifted_blacks(tmp_path):
         assert 0.02 <= capture["black"] <= 0.075
         folder = tmp_path / "out" / entry["folder"]
         names = sorted(p.name for p in folder.iterdir())
-        assert names == sorted([*synth.JPEG_FRAME_NAMES, GT_NAME, MOTION_NAME, "exposure.txt"])
+        assert names == sorted([*JPEG_FRAME_NAMES, GT_NAME, MOTION_NAME, "exposure.txt"])
         scene = synth_scene(settings, index)
-        for name, frame in zip(synth.JPEG_FRAME_NAMES, scene.frames):
+        for name, frame in zip(JPEG_FRAME_NAMES, scene.frames):
             assert np.array_equal(cv2.imread(str(folder / name))[:, :, ::-1], frame)  # what is on disk is what was made
         # the darkest codes sit at the black offset, not at 0 (JPEG ringing aside)
         assert np.percentile(scene.frames[0], 1) >= 255 * capture["black"] - 6
         # merge calibrates a JPEG bracket even in a Kalantari folder with exposure.txt
         frames, exposure_file = resolve_inputs([folder])
-        report = MergeReport(inputs=[str(p) for p in frames])
-        load_bracket(frames, MergeSettings(output=tmp_path / "x.exr"), report, exposure_file=exposure_file)
+        report = read_bracket(frames, ReadOptions(), exposure_file=exposure_file)
         assert exposure_file is not None
         responses.append(report.response)
     # measured: scene 0 too flat to constrain a curve (merge says so and assumes gamma), 1 and 2 calibrated
@@ -476,19 +471,19 @@ def test_mixed_profile_covers_every_factor():
     captures = [synth_scene(settings, index).params["capture"] for index in range(40)]
     names = {c["name"] for c in captures}
     assert {"mixed:standard", "mixed:dim", "mixed:bright", "mixed:clipped"} <= names
-    assert {tuple(c["ev"]) for c in captures} & set(synth.UNEVEN_EV_SETS)
+    assert {tuple(c["ev"]) for c in captures} & set(UNEVEN_EV_SETS)
     assert {c["response"] for c in captures} == {"gamma", "s-curve", "film"} and {c["bits"] for c in captures} == {8, 16}
     assert any(c["jpeg_quality"] for c in captures) and any(c["perspective"] > 0.005 for c in captures)
     assert max(c["objects"][1] for c in captures) == 6 and min(c["objects"][0] for c in captures) == 0
 
 
 def test_procedural_share_mixes_photographs_and_procedural_scenes(hdr_folder):
-    synth._load_source.cache_clear()
+    photos._load_source.cache_clear()
     settings = profiled("mixed", hdr_source=hdr_folder, procedural_share=0.5)
     kinds = [synth_scene(settings, index).params["scene"]["kind"] for index in range(12)]
     assert set(kinds) == {"hdr", "procedural"}
     with pytest.raises(InputError, match="--procedural-share needs --hdr-source"):
-        synth.check_settings(profiled("mixed", procedural_share=0.5))
+        check_settings(profiled("mixed", procedural_share=0.5))
 
 
 def test_custom_profile_is_the_first_versions_engine():

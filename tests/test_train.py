@@ -176,8 +176,8 @@ def test_masks_drop_what_a_confident_wrong_teacher_gets_wrong(dataset: Path, tmp
         def forward(self, x1, x2, x3, with_uncertainty=True):
             return x3[:, 3:6].clamp(0, 1), torch.zeros_like(x3[:, :3])
 
-    labelled = label_scenes(Ghosting(), scenes, tmp_path / "work", MaskSettings(size=32, stride=16), scorer="reference", weak_aug=False)
-    for item in labelled:
+    pseudo_labeled = label_scenes(Ghosting(), scenes, tmp_path / "work", MaskSettings(size=32, stride=16), scorer="reference", weak_aug=False)
+    for item in pseudo_labeled:
         motion = cv2.imread(str(dataset / "unlabeled" / item.name / "motion.pgm"), cv2.IMREAD_GRAYSCALE) > 127
         if motion.sum() < 50:
             continue
@@ -290,7 +290,7 @@ def test_judge_gradient_switch_reaches_the_network_and_its_weights(dataset: Path
 
 
 def test_runs_from_before_the_detach_resume_with_the_gradient_through(tmp_path: Path) -> None:
-    from smarthdr_cli.train.loop import resumed_config
+    from smarthdr_cli.train.checkpoint import resumed_config
 
     old = TrainConfig(model="tiny").to_dict()
     del old["detach_judge"]

@@ -11,8 +11,8 @@ optional ground-truth radiance file (.hdr/.exr). A *dataset folder* holds scene 
   `exposure.txt` or a single other .txt with one EV per line, else EXIF exposure times.
 - User folders: the same; a labeled folder's scenes carry a GT, an unlabeled folder's do not.
 
-Frames are read by the very code `merge` uses (`merge.load_bracket`), with its validation and its
-errors; datasets are not aligned by default, because learning to deghost is the network's job.
+Frames are read by the very code `merge` uses (`reading.read_bracket`), with its validation and
+its errors; datasets are not aligned by default, because learning to deghost is the network's job.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import numpy as np
 from smarthdr_cli.bracket import GAMMA
 from smarthdr_cli.errors import BracketError, InputError, SmartHDRError
 from smarthdr_cli.io.hdr import is_hdr, read_hdr
-from smarthdr_cli.merge import EXPOSURE_FILE, MergeReport, MergeSettings, frame_files, load_bracket
+from smarthdr_cli.reading import EXPOSURE_FILE, ReadOptions, frame_files, read_bracket
+from smarthdr_cli.response import ResponseChoice
 
 GT_NAMES = ("HDRImg",)  # preferred ground-truth stem when a scene folder holds several HDR files
 Labels = Literal["any", "required", "forbidden"]
@@ -56,7 +57,7 @@ class Scene:
 
     `gt` is linear radiance in the frames' units (exposures normalised so the shortest is 1: the
     Kalantari convention). Pseudo labels and their masks are the teacher's, kept beside the
-    cached scene (`train.pseudo_label.LabelledScene`), not in it.
+    cached scene (`train.pseudo_label.PseudoLabeledScene`), not in it.
     """
 
     name: str
@@ -73,7 +74,8 @@ class Scene:
 
 @dataclass(frozen=True)
 class ReadSettings:
-    """How scenes are read: the `merge` options that apply to datasets."""
+    """How scenes are read: the `merge` options that apply to datasets, as a run's config and the
+    scene cache's key hold them (`--response`, `--align` of train, evaluate and pseudo-label)."""
 
     response: str = "auto"
     align: str = "none"
@@ -81,6 +83,11 @@ class ReadSettings:
 
     def key(self) -> dict[str, object]:
         return asdict(self)
+
+    def options(self) -> ReadOptions:
+        """The bracket reader's options; values are refused as the reader meets them (as merge's
+        reader always did for datasets), not up front."""
+        return ReadOptions(response=ResponseChoice(self.response, "--response"), align=self.align)  # type: ignore[arg-type]
 
 
 def _gt_file(folder: Path) -> Path | None:
@@ -162,10 +169,8 @@ def fit_gt_scale(gt: np.ndarray, reference: np.ndarray, exposure: float, gamma: 
 
 def read_scene(source: SceneSource, settings: ReadSettings = ReadSettings(), note: Callable[[str], None] | None = None) -> Scene:
     """Decode one scene with `merge`'s reading code; errors name the scene folder."""
-    merge_settings = MergeSettings(output=source.folder / "unused.exr", response=settings.response, align=settings.align)  # type: ignore[arg-type]
-    report = MergeReport(inputs=[str(p) for p in source.frames])
     try:
-        bracket = load_bracket(list(source.frames), merge_settings, report, note or (lambda _: None), exposure_file=source.exposure_file)
+        bracket = read_bracket(list(source.frames), settings.options(), note or (lambda _: None), exposure_file=source.exposure_file).bracket
     except SmartHDRError as exc:
         raise type(exc)(f"scene {source.name}: {exc}") from None
     if len(bracket) != 3 or bracket.reference != 1:

@@ -1,6 +1,7 @@
 """What the outputs of a merge say about the shot: standard OpenEXR header attributes and the EXIF
 of previews, taken from the reference frame, so that photo managers and compositing tools file
-and interpret an HDR and its preview like the frames they came from.
+and interpret an HDR and its preview like the frames they came from; and the previews themselves
+(tone-mapped, encoded with that EXIF, written like every output).
 """
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from smarthdr_cli import __version__
 from smarthdr_cli.io.exif import CaptureInfo
+from smarthdr_cli.io.output import atomic_output, write_file
+from smarthdr_cli.tonemap import OPERATORS, to_8bit
 
 # Linear sRGB, the colour space of every merge (RAW is developed to sRGB primaries, camera JPEGs
 # are sRGB): Rec. 709 primaries and the D65 white point, as OpenEXR's chromaticities attribute
@@ -106,3 +111,18 @@ def encode_preview(pixels, kind: str, exif: bytes | None = None) -> bytes:
         options["exif"] = exif
     Image.fromarray(pixels).save(buffer, format="JPEG" if jpeg else "PNG", **options)
     return buffer.getvalue()
+
+
+def save_preview(temp: Path, hdr: np.ndarray, operator: str, kind: str, exif: bytes | None = None) -> None:
+    """Tone-map `hdr` and write it as `kind` (.jpg or .png) into `temp`, encoded in memory first
+    so that a short write on a full disk is an error (see io.output.write_file).
+
+    `exif`: EXIF bytes for the file (`preview_exif`: the reference frame's camera, lens and
+    capture time), so that photo managers file the preview with the shoot."""
+    write_file(temp, encode_preview(to_8bit(OPERATORS[operator](hdr)), kind, exif))
+
+
+def write_preview(path: Path, hdr: np.ndarray, operator: str, overwrite: bool, exif: bytes | None = None) -> None:
+    """`save_preview` to `path` on its own, atomically (the file appears complete or not at all)."""
+    with atomic_output(path, overwrite) as temp:
+        save_preview(temp, hdr, operator, path.suffix, exif)

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from smarthdr_cli.bracket import GAMMA
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.io.exif import CaptureInfo
 from smarthdr_cli.io.quiet import captured_output
@@ -24,7 +25,6 @@ RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw .nef "
     ".nrw .orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split()
 )
-LDR_GAMMA = 2.2
 
 
 def is_raw(path: Path) -> bool:
@@ -124,4 +124,4 @@ def decode_raw(path: Path, white_balance: list[float] | None) -> np.ndarray:
             user_flip=None,
         )
     linear = rgb.astype(np.float32) / 65535.0
-    return np.power(linear, 1.0 / LDR_GAMMA, dtype=np.float32)
+    return np.power(linear, 1.0 / GAMMA, dtype=np.float32)

@@ -13,7 +13,6 @@ from typing import Callable, Iterator
 import torch
 
 from smarthdr_cli.model.config import GFHDRConfig
-from smarthdr_cli.sizes import parse_memory  # noqa: F401 - re-exported for callers of this module
 
 # Peak memory of one forward pass per pixel of the full network (embed_dim 60), measured on CPU
 # with PyTorch 2.13 (bench/gfhdr_forward.py): ~6 kB in fp32 and ~4.5 kB in bf16 at 256-384 px

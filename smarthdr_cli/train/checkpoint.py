@@ -1,4 +1,5 @@
-"""A training run folder on disk: config.json, checkpoint.pt and metrics.jsonl, read as untrusted.
+"""A training run folder on disk: config.json, checkpoint.pt, metrics.jsonl and the exported
+students, written atomically and read as untrusted.
 
 A run folder outlives the process that wrote it: a kill, a full disk or a hand edit can leave any
 of its files empty, torn or changed. Every problem found here is an InputError or OutputError that
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from torch import nn
 from smarthdr_cli import __version__
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.output import atomic_output
+from smarthdr_cli.model.weights import save_weights
 from smarthdr_cli.train.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -216,6 +219,51 @@ def checkpoint_state(
         "threads": torch.get_num_threads(),
         "device": device.type,
     }
+
+
+def save_epoch(run_dir: Path, record: dict[str, Any], state: dict[str, Any]) -> None:
+    """One epoch's line of metrics.jsonl, then its checkpoint (`checkpoint_state`), atomically.
+
+    Metrics first: a crash between the two leaves a line that `--resume` drops and rewrites."""
+    with (run_dir / METRICS).open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    with atomic_output(run_dir / CHECKPOINT, overwrite=True) as temp:
+        torch.save(state, temp)
+
+
+def student_path(run_dir: Path, which: str) -> Path:
+    """Where a run exports its student: `which` is "best" (by validation) or "final"."""
+    return run_dir / f"student-{which}.safetensors"
+
+
+def export_student(
+    run_dir: Path, which: str, student: nn.Module, config: TrainConfig, epochs: int, seconds: float, record: dict[str, Any] | None,
+) -> Path:
+    """The student as weights that `merge --weights` runs, with a card that says how it was trained."""
+    path = student_path(run_dir, which)
+    save_weights(student, path, _card(config, epochs, seconds, record, which), overwrite=True)
+    return path
+
+
+def _card(config: TrainConfig, epochs: int, seconds: float, record: dict[str, Any] | None, which: str) -> dict[str, Any]:
+    return {
+        "recipe": "semi-supervised GFHDR, bi-level uncertain area masking (AAAI 2026)" if config.semi_supervised else "supervised GFHDR",
+        "which": which,
+        "epochs": epochs,
+        "training_seconds": round(seconds, 1),
+        "commit": _git_commit(),
+        "training": {k: v for k, v in config.to_dict().items() if k != "extra"},
+        "last_epoch": record,
+    }
+
+
+def _git_commit() -> str | None:
+    """The source's commit, for the card (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def _shape_text(shape: torch.Size | tuple[int, ...]) -> str:

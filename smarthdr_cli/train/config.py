@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.model.config import from_fields
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # requires-python is 3.10: tomli is what became tomllib
+    import tomli as tomllib
 
 TEACHERS = ("ema", "none")
 SCORERS = ("judge", "reference")

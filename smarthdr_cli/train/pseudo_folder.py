@@ -30,11 +30,11 @@ from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
 from smarthdr_cli.io.ldr import read_ldr
 from smarthdr_cli.io.output import atomic_folder, atomic_output, write_file
-from smarthdr_cli.merge import write_preview
+from smarthdr_cli.io.provenance import write_preview
 from smarthdr_cli.model.weights import load_weights
 from smarthdr_cli.train.dataset import PseudoLabels
 from smarthdr_cli.train.masking import MaskSettings, SceneMask
-from smarthdr_cli.train.pseudo_label import LabelledScene, label_scenes, summary
+from smarthdr_cli.train.pseudo_label import PseudoLabeledScene, label_scenes, summary
 
 SUMMARY = "summary.json"
 
@@ -46,7 +46,7 @@ def _coverage_image(mask: SceneMask, size: int, shape: tuple[int, int]) -> np.nd
     return image
 
 
-def _write_scene(folder: Path, item: LabelledScene, size: int) -> None:
+def _write_scene(folder: Path, item: PseudoLabeledScene, size: int) -> None:
     with atomic_folder(folder, overwrite=True) as temp:
         hdr = np.asarray(item.labels.hdr, dtype=np.float32)
         write_hdr(temp / "pseudo.exr", hdr, float32=True)
@@ -97,12 +97,12 @@ def run_pseudo_label(
         raise OutputError(f"{out}: cannot create ({exc.strerror or exc})") from None
     (out / SUMMARY).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
-        labelled = label_scenes(model, scenes, Path(work), settings, scorer=scorer, device=torch_device, weak_aug=False, progress=progress)
-        for item in labelled:
+        pseudo_labeled = label_scenes(model, scenes, Path(work), settings, scorer=scorer, device=torch_device, weak_aug=False, progress=progress)
+        for item in pseudo_labeled:
             _write_scene(out / item.name, item, settings.size)
-        data = summary(labelled, settings)
+        data = summary(pseudo_labeled, settings)
     data.update({"smarthdr_version": __version__, "weights": str(weights), "weights_sha256": card.get("sha256"), "scorer": scorer})
-    for entry, source, item in zip(data["scenes"], sources, labelled):  # type: ignore[arg-type]
+    for entry, source, item in zip(data["scenes"], sources, pseudo_labeled):  # type: ignore[arg-type]
         entry["source"] = str(source.folder.resolve())
         entry["patch_keep"] = "".join("1" if k else "0" for k in item.mask.patch_keep)
     with atomic_output(out / SUMMARY, overwrite=True) as temp:
@@ -110,7 +110,7 @@ def run_pseudo_label(
     return data
 
 
-def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[LabelledScene]:
+def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[PseudoLabeledScene]:
     """The scenes and fixed pseudo labels of a `pseudo-label` folder, for `train --pseudo`."""
     path = folder / SUMMARY
     if not path.is_file():
@@ -138,5 +138,5 @@ def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[Label
         if len(keep) != len(origins):
             raise InputError(f"{path}: patch decisions of {entry['name']} do not match its size")
         scene_mask = SceneMask(origins, keep, pixel, float(entry["kept_fraction"]))
-        result.append(LabelledScene(scene, PseudoLabels(hdr, pixel), scene_mask, sigma))
+        result.append(PseudoLabeledScene(scene, PseudoLabels(hdr, pixel), scene_mask, sigma))
     return result

@@ -26,7 +26,7 @@ CPU_TEACHER_TILE, GPU_TEACHER_TILE = 256, 768
 
 
 @dataclass
-class LabelledScene:
+class PseudoLabeledScene:
     """One scene's pseudo label on disk (memory-mapped) and its masks."""
 
     scene: CachedScene
@@ -98,7 +98,7 @@ def label_scenes(
     world: int = 1,
     barrier: Callable[[], None] = lambda: None,
     progress: Callable[[int, int, str], None] | None = None,
-) -> list[LabelledScene]:
+) -> list[PseudoLabeledScene]:
     """Pseudo-label every scene (this rank's share in pass 1), then mask all of them (pass 2)."""
     work.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -122,23 +122,23 @@ def label_scenes(
         mask = scene_mask(np.asarray(scene_scores), stats, settings)
         hdr = np.load(work / f"{number:05d}.hdr.npy", mmap_mode="r")
         sigma = np.load(work / f"{number:05d}.sigma.npy", mmap_mode="r")
-        result.append(LabelledScene(scene, PseudoLabels(hdr, mask.pixel), mask, sigma))
+        result.append(PseudoLabeledScene(scene, PseudoLabels(hdr, mask.pixel), mask, sigma))
     return result
 
 
-def summary(labelled: Sequence[LabelledScene], settings: MaskSettings) -> dict[str, object]:
+def summary(pseudo_labeled: Sequence[PseudoLabeledScene], settings: MaskSettings) -> dict[str, object]:
     """Kept fractions per scene and overall (pixel-weighted), for logs and `summary.json`."""
-    pixels = [s.mask.pixel.size for s in labelled]
-    kept = [s.mask.kept_fraction for s in labelled]
+    pixels = [s.mask.pixel.size for s in pseudo_labeled]
+    kept = [s.mask.kept_fraction for s in pseudo_labeled]
     overall = float(np.dot(pixels, kept) / max(sum(pixels), 1))
     return {
         "kept_fraction": overall,
-        "patches_kept": int(sum(int(s.mask.patch_keep.sum()) for s in labelled)),
-        "patches": int(sum(len(s.mask.patch_keep) for s in labelled)),
+        "patches_kept": int(sum(int(s.mask.patch_keep.sum()) for s in pseudo_labeled)),
+        "patches": int(sum(len(s.mask.patch_keep) for s in pseudo_labeled)),
         "mask": {k: getattr(settings, k) for k in ("patch", "pixel", "tau_patch", "tau_pixel", "size", "stride", "normalisation")},
         "scenes": [
             {"name": s.name, "kept_fraction": s.mask.kept_fraction, "patches_kept": int(s.mask.patch_keep.sum()), "patches": len(s.mask.patch_keep)}
-            for s in labelled
+            for s in pseudo_labeled
         ],
     }
 

@@ -1,4 +1,6 @@
-"""Training progress on the terminal with rich: epoch, step, losses, kept fraction, throughput, ETA."""
+"""Training progress on the terminal with rich: epoch, step, losses, kept fraction, throughput, ETA.
+
+It lives with the CLI, not in the training library: the loop speaks to any `train.reporting.Reporter`."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,11 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from smarthdr_cli.train.loop import Reporter
 
-
-class RichReporter(Reporter):
-    """One bar per epoch and a summary line when it ends; silent with `quiet`."""
+class RichReporter:
+    """A `Reporter`: one bar per epoch and a summary line when it ends; silent with `quiet`."""
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console = console
