@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
 from common import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +252,8 @@ def print_tables(rows: list[dict[str, Any]], still: list[Fit], trials: int) -> N
     for row in rows:
         why = ", ".join(f"{count} {reason}" for reason, count in row["discarded_reasons"].items()) or "-"
         print(f"| {row['mode']} | {row['frame']} | {row['residual_mean']:.4f} | {row['residual_median']:.4f} "
-              f"| {row['residual_max']:.4f} | {row['error_px_mean']:.2f} | {row['error_px_max']:.2f} | {100 * row['applied']:.0f}% | {100 * row['homography_kept']:.0f}% | {why} | {row['fit_ms']:.0f} |")
+              f"| {row['residual_max']:.4f} | {row['error_px_mean']:.2f} | {row['error_px_max']:.2f} | {100 * row['applied']:.0f}% "
+              f"| {100 * row['homography_kept']:.0f}% | {why} | {row['fit_ms']:.0f} |")
     print("\n### Untouched tripod bracket (no synthetic motion)\n")
     print("| mode | frame | shift found (px) | applied | reason | residual vs reference |")
     print("|---|---|---:|---|---|---:|")

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from common import cpu_model, machine
 
 EXPOSURES_S = ((1, 400), (1, 100), (1, 25))  # EV -2 / 0 / +2 as ExposureTime rationals

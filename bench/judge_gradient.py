@@ -69,7 +69,10 @@ def main() -> None:
             norms[term] = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)))
         rows.append({"judge_input": "detached" if detach else "through", **norms, "ratio": norms["L^k"] / norms["L^r"]})
         print(f"| {rows[-1]['judge_input']} | {norms['L^r']:.4g} | {norms['L^k']:.4g} | {rows[-1]['ratio']:.2f} |")
-    write_results(RESULTS.with_name(RESULTS.stem + ("_random_init" if args.random_init else "") + ".json"), {"machine": machine(), "weights": str(args.weights), "random_init": args.random_init, "scenes": str(args.scenes), "patches": args.patches, "rows": rows})
+    write_results(RESULTS.with_name(RESULTS.stem + ("_random_init" if args.random_init else "") + ".json"), {
+        "machine": machine(), "weights": str(args.weights), "random_init": args.random_init,
+        "scenes": str(args.scenes), "patches": args.patches, "rows": rows,
+    })
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
 from common import PeakMemory, machine, write_results
 
 EXPOSURES = np.array([1.0, 4.0, 16.0])  # EV -2, 0, +2, normalised so the shortest is 1

@@ -68,7 +68,7 @@ def row(previews: list[Path]) -> np.ndarray:
     cells = []
     for top, bottom in zip(scaled, details):
         width = max(top.shape[1], bottom.shape[1])
-        pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
+        pad = lambda a, width=width: np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
         cells.append(np.concatenate([pad(top), np.full((4, width, 3), 255, np.uint8), pad(bottom)], axis=0))
     height = max(c.shape[0] for c in cells)
     cells = [np.pad(c, ((0, height - c.shape[0]), (0, 8), (0, 0)), constant_values=255) for c in cells]

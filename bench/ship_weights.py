@@ -44,7 +44,6 @@ import sys
 from pathlib import Path
 
 from common import machine, write_results
-
 from smarthdr_cli.data.synth.profiles import TEST_CLASSES as CLASSES  # the test classes of `synth --profile`
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,8 +168,8 @@ def frobisher(work: Path, weights: Path) -> None:
 
 def side_by_side(work: Path) -> None:
     """classic | network | network's sigma, with the previews' own tone mapping."""
-    import numpy as np
     import imageio.v3 as iio
+    import numpy as np
 
     from smarthdr_cli.io.hdr import read_hdr
 

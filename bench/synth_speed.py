@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from common import machine, write_results
 
 SHARED_SOURCES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hdr-train"

@@ -187,7 +187,9 @@ def batch(
         Optional[int], typer.Option(min=2, help="Group every N consecutive shots instead of by capture time (files without EXIF times).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the grouping (and outputs) without merging.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave brackets whose outputs (HDR, preview, uncertainty) all exist alone, and continue the report (rerun after a crash).")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Leave brackets whose outputs (HDR, preview, uncertainty) all exist alone, and continue the report (rerun after a crash)."
+    )] = False,
     jobs: Annotated[int, typer.Option(min=1, help="Brackets merged in parallel by CPU backends (the GPU backend uses one).")] = 1,
     shard: Annotated[str, typer.Option(help="Take part K of N of the library (a stable hash of output names), e.g. 3/8 for job arrays.")] = "1/1",
     report: Annotated[
@@ -354,7 +356,10 @@ def synth(
     split: Annotated[Optional[str], typer.Option(help="Write labeled/unlabeled/test folders, e.g. labeled=5,unlabeled=69,test=15.")] = None,
     height: Annotated[int, typer.Option(help="Image height in pixels.")] = 1000,
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1500,
-    profile: Annotated[str, typer.Option(help="How scenes are shot: custom (the capture flags below), mixed (the training mix: every factor drawn per scene) or a test class: dim, bright, clipped, camera-motion, moving, tone-jpeg.")] = "custom",
+    profile: Annotated[str, typer.Option(
+        help="How scenes are shot: custom (the capture flags below), mixed (the training mix: every factor drawn per scene) "
+        "or a test class: dim, bright, clipped, camera-motion, moving, tone-jpeg."
+    )] = "custom",
     ev_sets: Annotated[Optional[str], typer.Option(help="EV sets (short,reference,long) separated by ';'; each scene draws one. Default: -2,0,2;-3,0,3. Profile custom only.")] = None,
     bits: Annotated[Optional[int], typer.Option(help="Bits per sample of the TIFF frames: 8 or 16. Default: 16. Profile custom only.")] = None,
     response: Annotated[Optional[str], typer.Option(help="Camera response: gamma (2.2), s-curve (sRGB with a contrast S-curve) or film. Default: gamma. Profile custom only.")] = None,
@@ -371,7 +376,6 @@ def synth(
 ) -> None:
     """Generate labeled dynamic brackets with HDR ground truth (Kalantari layout) for training and tests."""
     from smarthdr_cli.data.synth import SynthSettings, generate, parse_ev_sets, parse_objects, parse_split
-
     from smarthdr_cli.errors import InputError
 
     # The capture flags of profile custom: given ones override SynthSettings' defaults.

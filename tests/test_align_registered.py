@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import write_bracket
 from smarthdr_cli import align
 from smarthdr_cli.app import app
 from smarthdr_cli.camera import render_bracket
@@ -17,8 +18,6 @@ from smarthdr_cli.data.synth.camera_motion import camera_warp
 from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
-
-from conftest import write_bracket
 
 
 def _merge(runner, paths, out, ev, mode):

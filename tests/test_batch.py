@@ -6,10 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import exif_jpeg
 from smarthdr_cli.app import app
 from smarthdr_cli.discover import Shot, group_by_count, group_by_time
-
-from conftest import exif_jpeg
 
 START = datetime(2024, 5, 1, 12, 0, 0)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import write_bracket
 from smarthdr_backends.classic import ClassicBackend
 from smarthdr_cli.app import app
 from smarthdr_cli.bracket import Bracket
@@ -18,8 +19,6 @@ from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.io.ldr import read_ldr
 from smarthdr_cli.metrics import psnr_mu
 from smarthdr_cli.preprocess import gamma_correct
-
-from conftest import write_bracket
 
 
 def _merge(runner, paths, out, *flags):

@@ -12,11 +12,10 @@ import OpenEXR
 import pytest
 import torch
 
+from conftest import REPO, exif_jpeg, write_bracket
 from smarthdr_cli.app import app
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
-
-from conftest import REPO, exif_jpeg, write_bracket
 
 EXAMPLE = REPO / "examples" / "bracket"
 

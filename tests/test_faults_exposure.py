@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import exif_jpeg
 from smarthdr_cli import exposure
 from smarthdr_cli.errors import ExposureError, InputError
 from smarthdr_cli.io import exif
 from smarthdr_cli.io.exif import CaptureInfo
-
-from conftest import exif_jpeg
 
 
 @pytest.fixture(scope="module")

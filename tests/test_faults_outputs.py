@@ -20,6 +20,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from conftest import exif_jpeg
 from smarthdr_cli import tonemap
 from smarthdr_cli.app import app, cli_errors
 from smarthdr_cli.camera import render_bracket
@@ -27,8 +28,6 @@ from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.io.output import atomic_output
 from smarthdr_cli.io.provenance import write_preview
-
-from conftest import exif_jpeg
 
 START = datetime(2024, 5, 1, 12, 0, 0)
 CLI = [sys.executable, "-m", "smarthdr_cli"]
@@ -330,7 +329,7 @@ def test_an_import_cut_short_by_ctrl_c_is_an_interruption():
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise ImportError("initialization failed")  # what CPython reports for an interrupted module init
+            raise ImportError("initialization failed")  # noqa: B904 -- as CPython reports an interrupted module init: context, no cause
 
     result = CliRunner().invoke(demo, [])
     assert result.exit_code == 130, result.output
@@ -353,9 +352,8 @@ def test_a_closed_stdout_is_a_quiet_exit(tmp_path, static_scene):
 
 
 def _labeled_scene(folder: Path, static_scene, gt_name: str) -> Path:
-    from smarthdr_cli.io.hdr import write_hdr
-
     from conftest import write_bracket
+    from smarthdr_cli.io.hdr import write_hdr
 
     radiance, frames = static_scene
     write_bracket(folder, frames, evs=[0, 2, 4])

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import tiny_config
 
 from smarthdr_cli.app import app
 from smarthdr_cli.data.synth import SynthSettings, generate
 from smarthdr_cli.errors import OutputError
 from smarthdr_cli.train.checkpoint import check_run_dir
 from smarthdr_cli.train.loop import train
-
-from test_train import tiny_config
 
 NEW_RUN = "start a new run with -o"
 

@@ -15,13 +15,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import REPO
 from smarthdr_cli.app import app
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.model import GFHDR, GFHDRConfig
 from smarthdr_cli.model.config import PRESETS
 from smarthdr_cli.model.weights import CONFIG_KEY, load_weights, save_weights
-
-from conftest import REPO
 
 EXAMPLE = REPO / "examples" / "bracket"
 MEMORY_LIMIT = 3 << 30  # a merge with tiny weights peaks under 0.4 GB resident

@@ -224,8 +224,9 @@ def _write_frames(folder: Path, kind: str, frames: list[np.ndarray]) -> list[Pat
     """Three synthetic frames of one file kind, as cameras and editors write them."""
     import cv2
     import imageio.v3 as iio
-    from conftest import exif_jpeg
     from PIL import Image
+
+    from conftest import exif_jpeg
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import exif_jpeg
 from smarthdr_cli.camera import render_bracket
 from smarthdr_cli.data import layouts, patches
 from smarthdr_cli.data.grid import grid_origins
@@ -14,8 +15,6 @@ from smarthdr_cli.data.layouts import ReadSettings, discover_scenes, read_scene
 from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
 from smarthdr_cli.errors import InputError, SmartHDRError
 from smarthdr_cli.io.hdr import write_hdr
-
-from conftest import exif_jpeg
 
 EXPOSURES = [1.0, 4.0, 16.0]
 

@@ -44,7 +44,7 @@ def test_high_uncertainty_square_is_dropped_at_both_levels():
     np.testing.assert_array_equal(mask.pixel, expected_pixels)
     # patch means: 0.1 + 0.8 * overlap / 64, normalised by the full-overlap patch (0.9): S < 0.4 iff overlap < 0.4 * 64
     overlap = np.array([
-        max(0, min(t + 8, 16) - max(t, 8)) * max(0, min(l + 8, 20) - max(l, 12)) for t, l in mask.origins
+        max(0, min(t + 8, 16) - max(t, 8)) * max(0, min(left + 8, 20) - max(left, 12)) for t, left in mask.origins
     ])
     np.testing.assert_array_equal(mask.patch_keep, overlap < 0.4 * 64)
     assert not mask.patch_keep[touches(mask.origins, 8, 8, 12, 8) & (overlap >= 32)].any()
@@ -113,7 +113,7 @@ def test_patch_means_match_a_brute_force_loop():
     scores = rng.random((23, 31)).astype(np.float32)
     for size, stride in ((5, 3), (8, 4), (23, 1)):
         origins = grid_origins(23, 31, size, stride)
-        brute = [scores[t:t + size, l:l + size].mean(dtype=np.float64) for t, l in origins]
+        brute = [scores[t:t + size, left:left + size].mean(dtype=np.float64) for t, left in origins]
         np.testing.assert_allclose(patch_means(scores, origins, size), brute, rtol=1e-12, atol=1e-12)
 
 

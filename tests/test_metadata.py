@@ -9,11 +9,10 @@ import OpenEXR
 import pytest
 from PIL import Image
 
+from conftest import exif_jpeg, write_bracket
 from smarthdr_cli.app import app
 from smarthdr_cli.io.exif import CaptureInfo
 from smarthdr_cli.io.provenance import REC709_CHROMATICITIES, preview_exif
-
-from conftest import exif_jpeg, write_bracket
 
 MAKE, MODEL, SOFTWARE, ORIENTATION, EXIF_IFD, DATE_TIME_ORIGINAL = 0x010F, 0x0110, 0x0131, 0x0112, 0x8769, 0x9003
 TIMES = ((1, 400), (1, 100), (1, 25))

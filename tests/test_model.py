@@ -11,8 +11,8 @@ from smarthdr_cli.model import GFHDR, GFHDRConfig
 from smarthdr_cli.model.config import PRESETS
 from smarthdr_cli.model.gfhdr import shifted_window_mask, window_partition, window_reverse
 from smarthdr_cli.model.tiling import tile_size_for, tiled_forward
-from smarthdr_cli.sizes import parse_memory
 from smarthdr_cli.model.weights import card_path, load_weights, save_weights
+from smarthdr_cli.sizes import parse_memory
 
 
 @pytest.fixture(scope="module")

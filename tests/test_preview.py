@@ -14,13 +14,12 @@ import typer.main
 from rich.console import Console
 
 import smarthdr_cli.app as app_module
+from conftest import REPO, write_bracket
 from smarthdr_cli import tonemap
 from smarthdr_cli.app import app
 from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.merge import MergeSettings
 from smarthdr_cli.model.tiling import tiled_forward, tiles
-
-from conftest import REPO, write_bracket
 
 EXAMPLE = REPO / "examples" / "bracket"
 FROBISHER = ("brackets", "frobisher")

@@ -9,6 +9,7 @@ import re
 import cv2
 import numpy as np
 
+from conftest import write_bracket
 from smarthdr_cli.app import app
 from smarthdr_cli.camera import film_curve, gamma_curve, render_bracket, with_black
 from smarthdr_cli.data.synth.fixed_scene import procedural_radiance
@@ -16,8 +17,6 @@ from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
 from smarthdr_cli.preprocess import gamma_correct
 from smarthdr_cli.response import black_level, calibrate
-
-from conftest import write_bracket
 
 BLACK = 15  # of 255: the darkest code of the film-like camera
 TIMES = [1.0, 4.0, 16.0]  # EV 0, 2, 4

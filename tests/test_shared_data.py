@@ -7,8 +7,8 @@ import pytest
 
 from smarthdr_cli.app import app
 from smarthdr_cli.io.hdr import read_hdr
-from smarthdr_cli.io.raw import camera_white_balance, decode_raw
 from smarthdr_cli.io.ldr import read_ldr
+from smarthdr_cli.io.raw import camera_white_balance, decode_raw
 
 
 def test_frobisher_bracket_merges_with_its_exif_exposures(runner, shared_data, tmp_path):

@@ -35,7 +35,15 @@ from smarthdr_cli.model.config import PRESETS, GFHDRConfig
 from smarthdr_cli.model.gfhdr import GFHDR
 from smarthdr_cli.model.weights import load_weights
 from smarthdr_cli.train.checkpoint import (
-    check_run_dir, checkpoint_state, export_student, load_checkpoint, prepare_run_dir, read_history, restore, save_epoch, student_path,
+    check_run_dir,
+    checkpoint_state,
+    export_student,
+    load_checkpoint,
+    prepare_run_dir,
+    read_history,
+    restore,
+    save_epoch,
+    student_path,
 )
 from smarthdr_cli.train.config import TrainConfig
 from smarthdr_cli.train.dataset import PatchSet
