@@ -28,7 +28,7 @@ piled there show detail in the next longer frame.
 """
 from __future__ import annotations
 
-import os
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Iterable, Sequence
@@ -37,6 +37,7 @@ import numpy as np
 
 from smarthdr_backends.base import Availability, BackendOptions, MergeResult
 from smarthdr_cli.bracket import Bracket, channel_max, every_frame
+from smarthdr_cli.machine import usable_cores
 
 SATURATION = 0.97  # LDR value (gamma domain) from which a pixel counts as clipped
 K_SIGMA = 3.0  # how many noise standard deviations two frames may disagree by
@@ -46,7 +47,7 @@ BAND_ROWS = 256  # rows merged at a time
 HALO_ROWS = 16  # > reach of the filters: 3x3 mean and dilation, ghost dilation, Gaussian edge (3 sigma)
 GREY_FROM = 0.7  # LDR value of the shortest agreeing frame from which highlights start turning neutral
 STEP_GRID = np.linspace(0.0, 1.0, 513, dtype=np.float32)  # LDR values the quantisation step is tabulated at
-SAMPLE_PIXELS = 2.0e6  # frame statistics (noise, black floor) are taken on ~2 MP
+SAMPLE_PIXELS = 2.0e6  # frame statistics (noise, black floor) are taken on at most 2 MP
 FLOOR_PERCENTILE = 0.2  # percent of a channel's pixels at or below its candidate black floor
 FLOOR_WIDTH = 1.5 / 255  # the pixels within this of that level stand for the floor ...
 FLOOR_SHARE = 0.005  # ... and are at least this share of the frame
@@ -142,7 +143,9 @@ def _pow(values: np.ndarray, power: float) -> np.ndarray:
 
 
 def _sample(image: np.ndarray) -> np.ndarray:
-    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / SAMPLE_PIXELS)))
+    """Every step-th pixel of every step-th row: at most SAMPLE_PIXELS (a 12 MP frame gives
+    1.35 MP), and a sample's own sample is itself."""
+    step = max(1, math.ceil(np.sqrt(image.shape[0] * image.shape[1] / SAMPLE_PIXELS)))
     return np.ascontiguousarray(image[::step, ::step])
 
 
@@ -475,7 +478,7 @@ class ClassicBackend:
         images = [np.asarray(image, dtype=np.float32) for image in bracket.images]
         exposures = [float(t) for t in bracket.exposures]
         height = bracket.shape[0]
-        workers = max(1, min(self.options.threads or len(_cores()), -(-height // BAND_ROWS)))
+        workers = max(1, min(self.options.threads or usable_cores(), -(-height // BAND_ROWS)))
         with ThreadPoolExecutor(workers) as pool:  # numpy's sorting and OpenCV's filters release the GIL
             noises, floors = self._statistics(images, exposures, bracket, pool)
             hdr, dropped = self._merge_bands(images, exposures, bracket, noises, floors, pool)
@@ -530,10 +533,6 @@ class ClassicBackend:
         # Bands are independent and numpy's element-wise work releases the GIL: one band per core
         # in flight (each writes its own rows of `hdr`), so memory stays at a few bands' worth.
         return hdr, list(pool.map(merge_band, range(0, height, BAND_ROWS)))
-
-
-def _cores() -> set[int] | range:
-    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
 
 
 def _codes(level: np.ndarray) -> str:

@@ -12,7 +12,6 @@ shipped in `weights/`. Random weights would produce a plausible-looking but mean
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -21,6 +20,7 @@ import numpy as np
 from smarthdr_backends.base import Availability, BackendOptions, MergeResult
 from smarthdr_cli.bracket import Bracket, choose_three
 from smarthdr_cli.errors import BackendError
+from smarthdr_cli.machine import usable_cores
 
 CPU_DEFAULT_MEMORY = 2 * 1024**3
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -77,7 +77,7 @@ class TorchGFHDRBackend:
             raise BackendError(f"backend {self.name!r} needs trained weights: pass --weights FILE.safetensors")
         self.device = torch.device(self.device_type)
         if self.device_type == "cpu":
-            torch.set_num_threads(options.threads or os.cpu_count() or 1)
+            torch.set_num_threads(options.threads or usable_cores())
         self.model, self.card = load_weights(path, self.device)
         self.weights_id = f"{self.card.get('name', path.stem)}@{str(self.card.get('sha256', ''))[:12]}"
         self.dtype = self._dtype(options.precision)

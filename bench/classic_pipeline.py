@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from common import machine, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "classic_pipeline.json"
@@ -100,15 +101,14 @@ def run_child(command: list[str]) -> tuple[float, float]:
 def stages(paths: list[Path], out: Path) -> dict[str, float]:
     """Seconds per stage of our pipeline, in this process (imports excluded)."""
     from smarthdr_backends.classic import ClassicBackend
-    from smarthdr_cli import align
+    from smarthdr_cli import align, reading
     from smarthdr_cli import merge as pipeline
-    from smarthdr_cli import reading
 
     timings: dict[str, float] = {}
     # Each stage where the pipeline looks it up: the reader's stages in `reading`, the EXR write in `merge`.
     homes = {"_decode": reading, "check_content": reading, "_response": reading, "save_hdr": pipeline}
     real = {name: getattr(home, name) for name, home in homes.items()}
-    align_estimate = align.estimate
+    align_estimate = align.estimate_all
     align_warp = align.warp
 
     def timed(name: str, function: Any) -> Any:
@@ -120,13 +120,14 @@ def stages(paths: list[Path], out: Path) -> dict[str, float]:
                 timings[name] = timings.get(name, 0.0) + time.perf_counter() - began
         return wrapper
 
-    labels = {"_decode": "decode", "check_content": "content check", "_response": "response", "save_hdr": "EXR write"}
+    labels = {"_decode": "decode", "check_content": "content check", "_response": "response calibration", "save_hdr": "EXR write"}
     for name, function in real.items():
         setattr(homes[name], name, timed(labels[name], function))
-    align.estimate = timed("alignment fit", align_estimate)
+    align.estimate_all = timed("alignment fit", align_estimate)
     align.warp = timed("alignment warp", align_warp)
-    merge = ClassicBackend.merge
+    merge, statistics = ClassicBackend.merge, ClassicBackend._statistics
     ClassicBackend.merge = timed("merge", merge)  # type: ignore[method-assign]
+    ClassicBackend._statistics = staticmethod(timed("merge: frame statistics", statistics))  # type: ignore[method-assign]
     try:
         began = time.perf_counter()
         pipeline.run_merge(paths, pipeline.MergeSettings(output=out, backend="classic", overwrite=True))
@@ -134,8 +135,9 @@ def stages(paths: list[Path], out: Path) -> dict[str, float]:
     finally:
         for name, function in real.items():
             setattr(homes[name], name, function)
-        align.estimate, align.warp = align_estimate, align_warp
+        align.estimate_all, align.warp = align_estimate, align_warp
         ClassicBackend.merge = merge  # type: ignore[method-assign]
+        ClassicBackend._statistics = staticmethod(statistics)  # type: ignore[method-assign]
     return timings
 
 

@@ -13,7 +13,7 @@ tens of pixels off.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -28,6 +28,8 @@ MIN_SHIFT_PX = 0.5  # below this the frame is already aligned; resampling it wou
 IDENTITY_GAIN = 0.02  # band-pass correlation a warp must add over leaving the frame in place
 IDENTITY_BANDS = (1.0, 4.0)  # Gaussian sigmas (work-level px) of the band-pass that comparison uses
 _WORK_SIDE = 1024  # long side of the finest level the fit runs on
+ECC_ITERATIONS = 100  # most ECC iterations per coarse level
+FINEST_ITERATIONS = 25  # ... and at the finest level, where one costs 16x a coarse one; see bench/README.md
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,32 @@ class Alignment:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Level:
+    """A frame at the fit's finest level: log radiance, and how much of each work pixel was
+    well exposed (uint8, 255 = all of it). Taken at full resolution with cheap OpenCV passes and
+    reduced once: the pyramid of full-size images was most of alignment's time at 12 MP."""
+
+    log: np.ndarray
+    valid: np.ndarray  # uint8 share of valid full-resolution pixels
+
+
 def _log_radiance(image: np.ndarray, exposure: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    grey = image.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    valid = (channel_max(image) < 0.95) & (grey > 0.04)
-    return np.log(np.maximum(grey, 1e-4) ** gamma / exposure).astype(np.float32), valid
+    """Full-resolution log radiance of the luminance, and where it is well exposed (bool)."""
+    import cv2
+
+    grey = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), np.array([[0.2126, 0.7152, 0.0722]], dtype=np.float32))
+    valid = channel_max(image) < 0.95
+    valid &= grey > 0.04
+    log = np.maximum(grey, np.float32(1e-4), out=grey)  # in place: at 12 MP each full-size array costs
+    np.log(log, out=log)  # its page faults, about as much as the arithmetic on it
+    log *= np.float32(gamma)
+    log -= np.float32(np.log(exposure))
+    return log, valid
+
+
+def _share(mask: np.ndarray, scale: float) -> np.ndarray:
+    return _resize(mask.view(np.uint8) * np.uint8(255), scale)
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
@@ -67,34 +91,37 @@ def _corner_shift(matrix: np.ndarray, height: int, width: int) -> float:
 def _fit(
     ref_log: np.ndarray, mov_log: np.ndarray, valid: np.ndarray, mode: AlignMode, start: np.ndarray
 ) -> tuple[np.ndarray, float] | None:
-    """ECC fit coarse to fine from the full-resolution warp `start`; (warp, correlation) or None."""
+    """ECC fit coarse to fine from the warp `start`, all at the work level (`valid`: uint8
+    share of valid pixels); (warp, correlation) or None."""
     import cv2
 
     height, width = ref_log.shape
     motion = cv2.MOTION_TRANSLATION if mode == "translation" else cv2.MOTION_HOMOGRAPHY
-    finest = min(1.0, _WORK_SIDE / max(height, width))
-    scales = [finest / 4, finest / 2, finest] if max(height, width) * finest >= 256 else [finest]
+    scales = [0.25, 0.5, 1.0] if max(height, width) >= 256 else [1.0]
     correlation = 0.0
-    full = start.astype(np.float64)
+    current = start.astype(np.float64)
     for scale in scales:
         to_level = np.diag([scale, scale, 1.0])
-        warp = (to_level @ full @ np.linalg.inv(to_level)).astype(np.float32)
+        warp = (to_level @ current @ np.linalg.inv(to_level)).astype(np.float32)
         template = _resize(ref_log, scale)
         image = _resize(mov_log, scale)
-        mask = (_resize(valid.astype(np.uint8) * 255, scale) > 200).astype(np.uint8)
+        mask = (_resize(valid, scale) > 200).astype(np.uint8)
         matrix = warp[:2].copy() if mode == "translation" else warp
+        # Coarse levels only start the next one: stopping them at 1e-4 of correlation per
+        # iteration costs the final fit nothing; the finest level runs to 1e-5 or its cap.
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, *((ECC_ITERATIONS, 1e-4) if scale < 1.0 else (FINEST_ITERATIONS, 1e-5)))
         try:
             correlation, matrix = cv2.findTransformECC(
                 template, image, matrix, motion,
-                (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), mask, 5,
+                criteria, mask, 5,
             )
         except cv2.error:
             return None
         warp = np.vstack([matrix, [0, 0, 1]]) if mode == "translation" else matrix
-        full = np.linalg.inv(to_level) @ warp.astype(np.float64) @ to_level
-    if not np.isfinite(full).all():
+        current = np.linalg.inv(to_level) @ warp.astype(np.float64) @ to_level
+    if not np.isfinite(current).all():
         return None
-    return full, float(correlation)
+    return current, float(correlation)
 
 
 def _band(log: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,27 +139,22 @@ def _band(log: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return band.astype(np.float32), support
 
 
-def _against_identity(
-    ref_log: np.ndarray, ref_valid: np.ndarray, mov_log: np.ndarray, mov_valid: np.ndarray, matrix: np.ndarray
-) -> tuple[float, float]:
-    """Band-pass correlation of the frame left in place and of the frame warped by `matrix` with
-    the reference, on the same pixels, at the finest level of the fit. A plain correlation does
-    not do: the frame's noise outweighs a few pixels of misalignment in it, and resampling
-    between pixels averages noise away, so that any sub-pixel warp would beat the identity."""
+def _against_identity(reference: _Level, moving: _Level, level: np.ndarray) -> tuple[float, float]:
+    """Band-pass correlation of the frame left in place and of the frame warped by `level` (the
+    warp at the work level) with the reference, on the same pixels, at the finest level of the
+    fit. A plain correlation does not do: the frame's noise outweighs a few pixels of
+    misalignment in it, and resampling between pixels averages noise away, so that any
+    sub-pixel warp would beat the identity."""
     import cv2
 
-    height, width = ref_log.shape
-    scale = min(1.0, _WORK_SIDE / max(height, width))
-    to_level = np.diag([scale, scale, 1.0])
-    level = to_level @ matrix @ np.linalg.inv(to_level)
-    template, image = _resize(ref_log, scale), _resize(mov_log, scale)
-    ref_ok = _resize(ref_valid.astype(np.float32), scale) > 0.5
-    mov_ok = _resize(mov_valid.astype(np.float32), scale)
+    template, image = reference.log, moving.log
+    ref_ok = reference.valid > 127
+    mov_ok = moving.valid.astype(np.float32) * np.float32(1.0 / 255.0)
     size = (template.shape[1], template.shape[0])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = cv2.warpPerspective(image, level, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     warped_ok = cv2.warpPerspective(mov_ok, level, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.99
-    reference, ref_support = _band(template, ref_ok)
+    reference_band, ref_support = _band(template, ref_ok)
     still, still_support = _band(image, mov_ok > 0.99)
     moved, moved_support = _band(warped, warped_ok)
     mask = (ref_support > 0.5) & (still_support > 0.5) & (moved_support > 0.5)
@@ -140,9 +162,32 @@ def _against_identity(
         return 0.0, 0.0
     try:
         mask = mask.astype(np.uint8)
-        return float(cv2.computeECC(reference, still, mask)), float(cv2.computeECC(reference, moved, mask))
+        return float(cv2.computeECC(reference_band, still, mask)), float(cv2.computeECC(reference_band, moved, mask))
     except cv2.error:
         return 0.0, 0.0
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """What a fit needs of the reference and one moving frame, at the work level: a few MB,
+    however large the frames."""
+
+    ref: _Level
+    mov: _Level
+    filled: np.ndarray  # the moving frame's log radiance, the reference's where it is clipped
+    both: np.ndarray  # uint8 share of pixels well exposed in both
+    usable: float  # that share at full resolution
+
+
+def _pair(ref_log: np.ndarray, ref_valid: np.ndarray, ref: _Level, moving: np.ndarray, exposure: float, gamma: float, scale: float) -> _Pair:
+    mov_log, mov_valid = _log_radiance(moving, exposure, gamma)
+    valid = ref_valid & mov_valid
+    mov = _Level(_resize(mov_log, scale), _share(mov_valid, scale))
+    # Pixels valid in the reference but clipped in the moving frame take the reference's value,
+    # so clipping does not pull the fit; the mask restricts the fit to mutually valid pixels.
+    fill = mov_log if scale < 1.0 else mov_log.copy()  # unreduced, mov.log is mov_log itself
+    np.copyto(fill, ref_log, where=~mov_valid)
+    return _Pair(ref, mov, _resize(fill, scale), _share(valid, scale), float(valid.mean()))
 
 
 def estimate(
@@ -153,38 +198,64 @@ def estimate(
     mode: AlignMode,
     gamma: float = GAMMA,
 ) -> Alignment:
-    """Fit the warp that maps `moving` onto `reference`; identity with a reason when it fails.
+    """Fit the warp that maps `moving` onto `reference`; identity with a reason when it fails
+    (see `estimate_all`)."""
+    return estimate_all(reference, ref_exposure, [(moving, moving_exposure)], mode, gamma)[0]
+
+
+def estimate_all(
+    reference: np.ndarray,
+    ref_exposure: float,
+    moving: Sequence[tuple[np.ndarray, float]],
+    mode: AlignMode,
+    gamma: float = GAMMA,
+) -> list[Alignment]:
+    """The warp of each (frame, exposure) of `moving` onto `reference`.
+
+    The full-resolution work (luminance, log radiance, validity) is done once for the reference
+    and once per frame, and leaves only the work level behind; the fits then run one after
+    another (ECC uses every core itself: two fits side by side were slower at 12 MP).
 
     `homography` first fits a translation and keeps the homography only where it matches
     clearly better (HOMOGRAPHY_GAIN in correlation): with clipped skies or moving objects the
-    extra degrees of freedom otherwise fit noise and tilt the frame's corners. Whatever was
-    fitted is then compared with leaving the frame in place (`_against_identity`), and kept
-    only when it matches the reference's edges clearly better (IDENTITY_GAIN). `reason` is
-    what the status line says: "kept in place: why" or "translation|homography, moved N px".
+    extra degrees of freedom otherwise fit noise and tilt the frame's corners. Whatever was fitted is then compared with leaving the frame in place
+    (`_against_identity`), and kept only when it matches the reference's edges clearly better
+    (IDENTITY_GAIN). `reason` is what the status line says: "kept in place: why" or
+    "translation|homography, moved N px".
     """
-    identity = np.eye(3)
-    height, width = reference.shape[:2]
     if mode == "none":
-        return Alignment(False, identity, 0.0, 1.0, "not aligned (--align none)")
+        return [Alignment(False, np.eye(3), 0.0, 1.0, "not aligned (--align none)") for _ in moving]
+    height, width = reference.shape[:2]
+    scale = min(1.0, _WORK_SIDE / max(height, width))
     ref_log, ref_valid = _log_radiance(reference, ref_exposure, gamma)
-    mov_log, mov_valid = _log_radiance(moving, moving_exposure, gamma)
-    valid = ref_valid & mov_valid
-    if valid.mean() < 0.05:
-        return Alignment(False, identity, 0.0, 0.0, "kept in place: too few pixels well exposed in both frames")
-    # Pixels valid in the reference but clipped in the moving frame take the reference's value,
-    # so clipping does not pull the fit; the mask restricts the fit to mutually valid pixels.
-    filled = np.where(mov_valid, mov_log, ref_log)
-    limit = MAX_SHIFT * float(np.hypot(height, width))
+    ref = _Level(_resize(ref_log, scale), _share(ref_valid, scale))
+    pairs = [_pair(ref_log, ref_valid, ref, image, exposure, gamma, scale) for image, exposure in moving]
+    del ref_log, ref_valid
+    return [_fit_pair(pair, mode, height, width, scale) for pair in pairs]
 
-    fit = _fit(ref_log, filled, valid, "translation", identity)
+
+def _fit_pair(pair: _Pair, mode: AlignMode, height: int, width: int, scale: float) -> Alignment:
+    identity = np.eye(3)
+    if pair.usable < 0.05:
+        return Alignment(False, identity, 0.0, 0.0, "kept in place: too few pixels well exposed in both frames")
+    ref, mov, filled, both = pair.ref, pair.mov, pair.filled, pair.both
+    limit = MAX_SHIFT * float(np.hypot(height, width))
+    to_work = np.diag([scale, scale, 1.0])
+
+    def full(level: np.ndarray) -> np.ndarray:
+        return np.linalg.inv(to_work) @ level @ to_work
+
+    fit = _fit(ref.log, filled, both, "translation", identity)
     if fit is None:
         return Alignment(False, identity, 0.0, 0.0, "kept in place: the fit did not converge")
-    matrix, correlation = fit
+    level, correlation = fit
+    matrix = full(level)
     if mode == "homography" and _corner_shift(matrix, height, width) <= limit:
-        richer = _fit(ref_log, filled, valid, "homography", matrix)
+        richer = _fit(ref.log, filled, both, "homography", level)
         if richer is not None and richer[1] >= correlation + HOMOGRAPHY_GAIN:
-            if _corner_shift(richer[0], height, width) <= limit:
-                matrix, correlation = richer
+            if _corner_shift(full(richer[0]), height, width) <= limit:
+                level, correlation = richer
+                matrix = full(level)
     shift = _corner_shift(matrix, height, width)
     if shift > limit:
         return Alignment(False, identity, shift, correlation, f"kept in place: implausible motion of {shift:.0f} px")
@@ -199,7 +270,7 @@ def estimate(
     # synthetic frames (EV +-2..4, noise 0.002..0.02) add at most 0.006; true 1.5..7 px motions of
     # such frames add 0.02..0.09 where the fit found them, the bench's 5..17 px motions of the
     # real frobisher bracket 0.6..1.1.
-    still, moved = _against_identity(ref_log, ref_valid, mov_log, mov_valid, matrix)
+    still, moved = _against_identity(ref, mov, level)
     if moved < still + IDENTITY_GAIN:
         return Alignment(
             False, identity, shift, correlation,
@@ -218,5 +289,5 @@ def warp(image: np.ndarray, alignment: Alignment) -> np.ndarray:
     height, width = image.shape[:2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     return cv2.warpPerspective(
-        image, alignment.matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE
-    ).astype(np.float32)
+        np.ascontiguousarray(image, dtype=np.float32), alignment.matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )

@@ -24,6 +24,7 @@ from smarthdr_cli.bracket import choose_three
 from smarthdr_cli.discover import Discovery, Shot, discover
 from smarthdr_cli.errors import InputError, OutputError, SmartHDRError
 from smarthdr_cli.io.output import check_output_path, remove_stale_temporaries
+from smarthdr_cli.machine import usable_cores
 from smarthdr_cli.merge import MergeSettings, create_backend, run_merge
 from smarthdr_cli.reading import check_options
 
@@ -255,7 +256,7 @@ class _Runner:
             return
         import multiprocessing
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, usable_cores() // workers)
         self.pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
             initargs=(self.settings.merge, threads, os.getpid()),

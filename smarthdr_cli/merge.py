@@ -129,9 +129,8 @@ def check_outputs(settings: MergeSettings, inputs: Sequence[Path] = ()) -> None:
         check_output_path(path, settings.overwrite)
 
 
-def create_backend(settings: MergeSettings, note: Note = _silent) -> Backend:
-    """The backend `settings` ask for, started once (a batch reuses it for every bracket)."""
-    options = base.BackendOptions(
+def _backend_options(settings: MergeSettings) -> base.BackendOptions:
+    return base.BackendOptions(
         weights=settings.weights,
         threads=settings.threads,
         max_memory=settings.max_memory,
@@ -139,7 +138,11 @@ def create_backend(settings: MergeSettings, note: Note = _silent) -> Backend:
         compile=settings.compile,
         uncertainty=settings.uncertainty is not None,
     )
-    backend, passed = base.create(settings.backend, options)
+
+
+def create_backend(settings: MergeSettings, note: Note = _silent) -> Backend:
+    """The backend `settings` ask for, started once (a batch reuses it for every bracket)."""
+    backend, passed = base.create(settings.backend, _backend_options(settings))
     for reason in passed:
         note(f"backend {reason}")
     if settings.uncertainty is not None and not backend.gives_uncertainty:
@@ -186,7 +189,7 @@ def _auto_fallback(backend: Backend, bracket: Bracket, settings: MergeSettings, 
         raise BackendError(f"{problem}: only {backend.name} gives an uncertainty map; drop --uncertainty")
     stand_by = base.fallback()
     note(f"{backend.name}: {problem}; auto merges this bracket with {stand_by.name}")
-    return stand_by.load()(base.BackendOptions())
+    return stand_by.load()(_backend_options(settings))  # --threads holds for it too
 
 
 def run_merge(

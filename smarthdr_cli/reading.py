@@ -276,10 +276,9 @@ def read_bracket(
 
     normalised = exposure.normalise(times_used)
     alignment_notes = []
-    for index in range(len(images)):
-        if index == ref:
-            continue
-        fit = align.estimate(images[ref], normalised[ref], images[index], normalised[index], options.align)
+    others = [index for index in range(len(images)) if index != ref]
+    fits = align.estimate_all(images[ref], normalised[ref], [(images[i], normalised[i]) for i in others], options.align)
+    for index, fit in zip(others, fits):
         images[index] = align.warp(images[index], fit)
         alignment_notes.append(f"{paths_used[index].name}: {fit.reason}")
         note(f"align {paths_used[index].name}: {fit.reason}")  # also when kept in place: say so

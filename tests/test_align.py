@@ -76,3 +76,19 @@ def test_moving_object_and_clipped_sky_do_not_tilt_a_static_bracket():
     for index, exposure in ((0, 1.0), (2, 16.0)):
         fit = align.estimate(frames[1], 4.0, frames[index], exposure, "homography")
         assert fit.shift_px < 1.5, fit.reason
+
+
+
+def test_frames_fitted_together_get_the_fits_they_get_alone():
+    """estimate_all prepares the reference once for all frames: each fit must be exactly the one
+    estimate gives that frame alone (here: one frame moved, one in place, at a size the fit
+    reduces)."""
+    radiance = procedural_radiance(900, 1400, seed=5)
+    frames = [f.astype(np.float32) / 255 for f in render_bracket(radiance, [1.0, 4.0, 16.0], noise=0.002, seed=5)]
+    moving = [(_shift(frames[0], 5.0, -2.0, 0.2), 1.0), (frames[2], 16.0)]
+    together = align.estimate_all(frames[1], 4.0, moving, "homography")
+    assert together[0].applied and not together[1].applied, [fit.reason for fit in together]
+    for (image, exposure), fit in zip(moving, together):
+        alone = align.estimate(frames[1], 4.0, image, exposure, "homography")
+        assert fit.reason == alone.reason
+        np.testing.assert_array_equal(fit.matrix, alone.matrix)

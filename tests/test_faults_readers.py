@@ -181,7 +181,7 @@ def _damaged_exr_chunks(path: Path) -> None:
     while data[at] != 0:
         at = data.index(b"\x00", data.index(b"\x00", at) + 1) + 1
         at += 4 + struct.unpack("<i", data[at : at + 4])[0]
-    table, chunks = at + 1, 64 // 16  # ZIP compression: 16 scanlines per chunk
+    table, chunks = at + 1, 64 // 32  # PIZ compression: 32 scanlines per chunk
     offsets = struct.unpack(f"<{chunks}Q", data[table : table + 8 * chunks])
     data[table : table + 8 * chunks] = b"\x7f" * 8 * chunks
     for offset in offsets:  # each chunk: scanline (int32), packed size (int32), data
@@ -271,7 +271,7 @@ def test_capture_holds_fd_output_and_restores_on_errors(capfd):
             os.write(2, b"[ WARN:0@0.1] global grfmt_png.cpp:793 readFromStreamOrBuffer outer\n")
             with captured_output() as inner:
                 os.write(1, b"inner on stdout\n")
-                warnings.warn("a library's warning", UserWarning)
+                warnings.warn("a library's warning", UserWarning, stacklevel=1)
             raise KeyboardInterrupt
     assert "outer" in outer.text and "inner on stdout" in outer.text  # the inner text reaches both
     assert inner.text == "inner on stdout\n" and inner.warnings == ["UserWarning: a library's warning"]

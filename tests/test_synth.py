@@ -20,8 +20,8 @@ from smarthdr_cli.exposure import read_exposure_file
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
 from smarthdr_cli.io.ldr import read_ldr
 from smarthdr_cli.merge import MergeSettings, run_merge
-from smarthdr_cli.reading import ReadOptions, read_bracket, resolve_inputs
 from smarthdr_cli.metrics import psnr_mu
+from smarthdr_cli.reading import ReadOptions, read_bracket, resolve_inputs
 
 STILL = {"objects": (0, 0), "camera_shift": 0.0, "camera_rotation": 0.0}
 QUIET = {"noise": 0.0, "shot_gain": 0.0}
@@ -279,6 +279,18 @@ def test_output_folder_rules(tmp_path):
     assert json.loads((out / "synth.json").read_text())["seed"] == 9
     with pytest.raises(OutputError, match="does not exist"):
         generate(tmp_path / "missing" / "data", small(scenes=1))
+
+
+def test_overwrite_never_replaces_folders_synth_did_not_write(tmp_path):
+    """A photo folder whose brackets happen to be called 0000, 0001: --overwrite must refuse
+    before anything is removed, the user's folder intact."""
+    out = tmp_path / "photos"
+    (out / "0001").mkdir(parents=True)
+    (out / "0001" / "IMG_1.jpg").write_bytes(b"my photo")
+    with pytest.raises(OutputError, match="not written by synth"):
+        generate(out, small(scenes=3, overwrite=True))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["0001", "0001/IMG_1.jpg"]
+    assert (out / "0001" / "IMG_1.jpg").read_bytes() == b"my photo"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import OpenEXR
 import pytest
 import torch
 
+from conftest import REPO
 from smarthdr_backends.base import BackendOptions, registry
 from smarthdr_backends.torch_gfhdr import CpuBackend
 from smarthdr_cli.app import app
@@ -14,8 +15,6 @@ from smarthdr_cli.io.hdr import read_hdr
 from smarthdr_cli.metrics import psnr_mu
 from smarthdr_cli.model.inference import BORDER
 from smarthdr_cli.preprocess import network_input
-
-from conftest import REPO
 
 EXAMPLE = REPO / "examples" / "bracket"
 
@@ -121,3 +120,24 @@ def test_cuda_backend_explains_why_it_is_unavailable(runner, tmp_path, tiny_weig
     assert result.exit_code == 2 and "torch sees no GPU" in result.stderr
     result = runner.invoke(app, ["merge", str(EXAMPLE), "-o", str(tmp_path / "p.exr"), "--weights", str(tiny_weights), "--json", "-q"])
     assert json.loads(result.stdout)["backend"] == "cpu"  # auto: cuda unavailable, cpu has weights
+
+
+def test_auto_fallback_keeps_the_thread_limit(runner, tmp_path, tiny_weights, static_scene, monkeypatch):
+    """The backend auto falls back to is started with the user's options: --threads 1 holds for it."""
+    from conftest import write_bracket
+    from smarthdr_backends import classic
+
+    started = []
+    real = classic.ClassicBackend.__init__
+
+    def recording(self, options=None):
+        started.append(options)
+        real(self, options)
+
+    monkeypatch.setattr(classic.ClassicBackend, "__init__", recording)
+    _, frames = static_scene
+    paths = write_bracket(tmp_path / "two", frames[:2])
+    result = runner.invoke(app, ["merge", *map(str, paths), "-o", str(tmp_path / "o.exr"), "--ev", "0,2", "--weights", str(tiny_weights), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "auto merges this bracket with classic" in result.stderr
+    assert started and started[-1].threads == 1

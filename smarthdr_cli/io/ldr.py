@@ -151,10 +151,10 @@ def read_ldr(path: Path) -> tuple[np.ndarray, int]:
     if pixels.shape[2] in (1, 2):  # grey (+ alpha)
         pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
     pixels = pixels[:, :, :3]
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0, 8
+    if pixels.dtype == np.uint8:  # one pass, one array (astype, then divide: two of each)
+        return np.divide(pixels, np.float32(255.0), dtype=np.float32), 8
     if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) / 65535.0, 16
+        return np.divide(pixels, np.float32(65535.0), dtype=np.float32), 16
     if np.issubdtype(pixels.dtype, np.floating):
         raise InputError(f"{path}: floating-point image; brackets must be LDR frames (8 or 16 bit)")
     raise InputError(f"{path}: unsupported sample type {pixels.dtype}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from smarthdr_cli.data.synth.layout import plan, prepare_output, write_summary
+from smarthdr_cli.data.synth.layout import check_targets, plan, prepare_output, write_summary
 from smarthdr_cli.data.synth.options import SynthSettings, check_settings
 from smarthdr_cli.data.synth.photos import load_source, source_files
 from smarthdr_cli.data.synth.pool import run
@@ -25,6 +25,7 @@ def generate(out: Path, settings: SynthSettings, progress: Callable[[int, int], 
         files = source_files(settings.hdr_source)
         for index in sorted({int(streams(settings.seed, i)["source"].integers(len(files))) for i, _, _ in jobs}):
             load_source(files[index])
+    check_targets(out, [name for _, name, _ in jobs])
     prepare_output(out, settings.overwrite)
     for name in (settings.split or {}):
         (out / name).mkdir(exist_ok=True)

@@ -105,6 +105,19 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     _remove_previous(out)
 
 
+def check_targets(out: Path, names: Sequence[str]) -> None:
+    """With --overwrite, a scene folder already at a planned place is replaced: refuse before
+    anything is written or removed when one was not written by synth (it has no motion mask),
+    e.g. the user's own bracket folders named 0000, 0001 ..."""
+    for name in names:
+        folder = out / name
+        if folder.exists() and not (folder / MOTION_NAME).is_file():
+            raise OutputError(
+                f"{folder}: exists and was not written by synth (no {MOTION_NAME}); --overwrite replaces only "
+                "synth's own scene folders: choose another output folder"
+            )
+
+
 def _remove_previous(out: Path) -> None:
     """Scene folders listed in an earlier synth.json, and half-written scenes; nothing else."""
     summary = out / SUMMARY_NAME

@@ -5,13 +5,13 @@ A scene depends only on (settings, index), so the output is identical for any nu
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from smarthdr_cli.data.synth.layout import write_scene
 from smarthdr_cli.data.synth.options import SynthSettings
 from smarthdr_cli.data.synth.scene import synth_scene
+from smarthdr_cli.machine import usable_cores
 
 
 def _make_scene(settings: SynthSettings, index: int, folder: Path, with_gt: bool) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def run(out: Path, settings: SynthSettings, jobs: list[tuple[int, str, bool]]) -
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cores() // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
         futures = [pool.submit(_make_scene, settings, index, out / name, with_gt) for index, name, with_gt in jobs]
