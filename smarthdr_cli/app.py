@@ -410,7 +410,17 @@ def train(
     quiet: opts.Quiet = False,
     # data
     labeled: Annotated[Optional[Path], opts.setting("labeled", "Folder of labeled scenes (bracket + ground-truth .hdr/.exr each).", opts.DATA)] = None,
-    unlabeled: Annotated[Optional[Path], opts.setting("unlabeled", "Folder of unlabeled scenes (brackets only) for the semi-supervised stage.", opts.DATA)] = None,
+    unlabeled: Annotated[
+        Optional[Path],
+        opts.setting(
+            "unlabeled", "Unlabeled brackets for the semi-supervised stage: a folder of scene folders, or a photo library (e.g. ~/Photos) "
+            "whose brackets of 3+ frames are found as `smarthdr batch` finds them (EXIF time and exposure).", opts.DATA,
+        ),
+    ] = None,
+    unlabeled_limit: Annotated[
+        Optional[int],
+        opts.setting("unlabeled_limit", "Use at most N unlabeled scenes or brackets, evenly spread over the sorted list.", opts.DATA, unset="all", min=1),
+    ] = None,
     pseudo: Annotated[Optional[Path], opts.setting("pseudo", "Train on fixed pseudo labels from `smarthdr pseudo-label` instead of a live teacher.", opts.DATA)] = None,
     test: Annotated[Optional[Path], opts.setting("test", "Labeled test scenes: PSNR-mu/PSNR-l after every --validate-every epochs; picks the best student.", opts.DATA)] = None,
     response: Annotated[Optional[str], opts.setting("response", opts.RESPONSE, opts.DATA)] = None,
@@ -455,6 +465,9 @@ def train(
     ] = None,
     k_eps: Annotated[Optional[float], opts.setting("k_eps", "Added to sigma^2 in L^k.", opts.LOSSES)] = None,
     k_domain: Annotated[Optional[str], opts.setting("k_domain", "Values compared by L^k: mu (tone-mapped) or linear.", opts.LOSSES)] = None,
+    k_weight: Annotated[
+        Optional[float], opts.setting("k_weight", "Weight of L^k in eq. 9, 0 or more (0: L^k is logged but not trained on; the judge then learns nothing).", opts.LOSSES)
+    ] = None,
     # the teacher, pseudo labels and masking
     teacher: Annotated[Optional[str], opts.setting("teacher", "Teacher: ema (mean teacher) or none (supervised baseline).", opts.SEMI)] = None,
     no_teacher: Annotated[bool, typer.Option("--no-teacher", help="Same as --teacher none: the supervised baseline.", rich_help_panel=opts.SEMI)] = False,
@@ -535,6 +548,7 @@ def pseudo_label(
     from smarthdr_cli.errors import InputError
     from smarthdr_cli.train.masking import MaskSettings
     from smarthdr_cli.train.pseudo_folder import run_pseudo_label
+    from smarthdr_cli.train.pseudo_label import describe_levels
 
     if scorer not in ("judge", "reference"):
         raise InputError(f"--scorer {scorer}: choose judge or reference")
@@ -549,6 +563,7 @@ def pseudo_label(
         print(json.dumps(data))
     elif not quiet:
         console.print(f"kept {100 * float(data['kept_fraction']):.1f}% of pixels over {len(data['scenes'])} scenes; {output / 'summary.json'}", markup=False)
+        console.print(describe_levels(data), markup=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -106,7 +106,11 @@ TAU_PATCH = "Patch-level threshold tau_pa (eq. 11)."
 TAU_PIXEL = "Pixel-level threshold tau_pi (eq. 12)."
 PATCH_MASK = "Patch-level masking (eq. 11)."
 PIXEL_MASK = "Pixel-level masking (eq. 12)."
-NORMALISATION = "Uncertainty normalisation: global (over all pseudo labels of a pass) or scene."
+NORMALISATION = (
+    "Uncertainty normalisation: global (min-max over all pseudo labels of a pass; the seed), scene (each pseudo label by its "
+    "own range) or rank (each score becomes its quantile among all scores of the pass, so tau is the share dropped: tau 0.4 "
+    "drops the worst 40% of patches and of pixels)."
+)
 SCORER = "Pseudo-label scorer: judge (the network's uncertainty; the seed) or reference (SMAE-style similarity to the reference)."
 
 TauPatch = Annotated[float, typer.Option("--tau-patch", help=TAU_PATCH)]

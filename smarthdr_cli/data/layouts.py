@@ -10,13 +10,16 @@ optional ground-truth radiance file (.hdr/.exr). A *dataset folder* holds scene 
   file names are not known here, so the reader is tolerant: any three frames, any single .hdr/.exr,
   `exposure.txt` or a single other .txt with one EV per line, else EXIF exposure times.
 - User folders: the same; a labeled folder's scenes carry a GT, an unlabeled folder's do not.
+- A photo library (unlabeled only, `discover_unlabeled`): no scene folders at all, but nested
+  camera folders whose brackets are found as `smarthdr batch` finds them (`discover.discover`).
 
 Frames are read by the very code `merge` uses (`reading.read_bracket`), with its validation and
 its errors; datasets are not aligned by default, because learning to deghost is the network's job.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -25,6 +28,8 @@ import numpy as np
 from smarthdr_cli.bracket import GAMMA
 from smarthdr_cli.errors import BracketError, InputError, SmartHDRError
 from smarthdr_cli.io.hdr import is_hdr, read_hdr
+from smarthdr_cli.io.ldr import is_ldr
+from smarthdr_cli.io.raw import is_raw
 from smarthdr_cli.reading import EXPOSURE_FILE, ReadOptions, frame_files, read_bracket
 from smarthdr_cli.response import ResponseChoice
 
@@ -43,6 +48,9 @@ class SceneSource:
     frames: tuple[Path, ...]
     gt: Path | None
     exposure_file: Path | None
+    # A bracket found in a photo library: when it cannot be read it is skipped with a note (a
+    # library has broken files), where a broken scene folder of a dataset stops the run.
+    optional: bool = False
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -191,3 +199,133 @@ def read_scene(source: SceneSource, settings: ReadSettings = ReadSettings(), not
                 scene.notes.append(f"ground truth rescaled by {scale:.4g} to the frames' units")
         scene.gt = gt
     return scene
+
+
+# --- unlabeled sets: scene folders, or a photographer's library of brackets --------------------
+
+LIBRARY_MIN_FRAMES = 3  # the network takes three frames; 2-frame brackets cannot train it
+UnlabeledForm = Literal["scenes", "library"]
+
+
+@dataclass
+class UnlabeledSet:
+    """The unlabeled scenes of a run and how they were found: `form` says which layout was
+    recognised, `found` how many usable scenes there were before `--unlabeled-limit` chose."""
+
+    sources: list[SceneSource]
+    form: UnlabeledForm
+    found: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _holds_frames(folder: Path) -> bool:
+    """Whether any JPEG/PNG/TIFF/RAW file lies under `folder` (hidden folders skipped); stops at the first."""
+    for parent, subfolders, files in os.walk(folder):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        if any(not name.startswith(".") and (is_ldr(Path(parent) / name) or is_raw(Path(parent) / name)) for name in files):
+            return True
+    return False
+
+
+def _library_reason(root: Path, sources: list[SceneSource]) -> str | None:
+    """Why scene folders found by `discover_scenes` are really a photo library, or None.
+
+    A scene folder is one bracket and a dataset folder holds only scene folders. A photo library
+    is neither: some folder holds photos only in subfolders, a folder holds frames *and*
+    subfolders of frames, or the EXIF capture times of a folder's frames group them into several
+    brackets (read from the headers only, and only for folders without an exposure file that hold
+    more than 3 frames; frames without EXIF times cannot tell, so such folders stay scenes)."""
+    from smarthdr_cli.discover import group_by_time, read_shot
+
+    folders = [root] if _is_scene_folder(root) else [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    for folder in folders:  # a dataset's folders are scene folders, and those hold no folders of photos
+        if not _is_scene_folder(folder):
+            if _holds_frames(folder):
+                return f"{folder} holds photos in subfolders"
+            continue
+        nested = next((p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".") and _holds_frames(p)), None)
+        if nested is not None:
+            return f"{folder} holds frames and subfolders of frames ({nested.name})"
+    for source in sources:
+        if source.exposure_file is not None or len(source.frames) <= 3:
+            continue
+        shots = []
+        for path in source.frames:
+            try:
+                shots.append(read_shot(path, source.folder))
+            except SmartHDRError:
+                continue  # a broken file says nothing about the grouping
+        timed = [s for s in shots if s.capture_time is not None and s.exposure is not None]
+        if len([g for g in group_by_time(timed, 2.0) if len(g) >= 2]) > 1:
+            return f"{source.folder} holds several brackets by their EXIF times"
+    return None
+
+
+def evenly_spread(count: int, limit: int | None) -> list[int]:
+    """`limit` indices spread evenly over range(count) (all of them without a limit): a cap that
+    samples the whole library, not its first folder, and picks the same brackets every time."""
+    if limit is None or limit >= count:
+        return list(range(count))
+    return sorted({int(round(i * (count - 1) / max(limit - 1, 1))) for i in range(limit)})
+
+
+def library_sources(root: Path, gap: float = 2.0) -> tuple[list[SceneSource], list[str]]:
+    """Every bracket of 3+ frames under `root`, grouped as `smarthdr batch` groups them (EXIF
+    capture time and exposure, `discover.discover`), as unlabeled scenes sorted by name; and notes
+    on what was left out. A RAW+JPEG pair of one bracket counts once (the RAW, as batch merges it)."""
+    from smarthdr_cli.bracket import choose_three
+    from smarthdr_cli.discover import discover
+
+    found = discover([root], gap)
+    notes = [
+        f"{root}: {len(found.brackets)} brackets by EXIF capture time and exposure (as `smarthdr batch` groups them), "
+        f"{len(found.singles)} single shots, {len(found.unreadable)} unreadable files"
+    ]
+    short = [b for b in found.brackets if len(b) < LIBRARY_MIN_FRAMES]
+    if short:
+        notes.append(f"{len(short)} bracket(s) of 2 frames left out (training takes 3 frames), e.g. {short[0][0].path}")
+    by_name: dict[str, SceneSource] = {}
+    raw: dict[str, bool] = {}
+    for shots in (b for b in found.brackets if len(b) >= LIBRARY_MIN_FRAMES):
+        ordered = sorted(shots, key=lambda s: (s.exposure or 0.0, s.path.name))  # batch.reference_shot's rule
+        chosen, position = choose_three(len(ordered), None)
+        reference = ordered[chosen[position]]
+        name = reference.path.relative_to(root).with_suffix("").as_posix()
+        source = SceneSource(name, reference.path.parent, tuple(sorted(s.path for s in shots)), None, None)
+        if name in by_name:
+            if raw[name] or not reference.raw:
+                notes.append(f"bracket {source.frames[0]} left out: bracket {by_name[name].frames[0]} has the same reference name")
+                continue
+            notes.append(f"bracket {by_name[name].frames[0]} left out: its RAW twin is used")
+        by_name[name], raw[name] = source, reference.raw
+    return [by_name[name] for name in sorted(by_name)], notes
+
+
+def discover_unlabeled(root: Path, limit: int | None = None, gap: float = 2.0) -> UnlabeledSet:
+    """The unlabeled scenes under `root`: scene folders (as `discover_scenes` finds them) or, when
+    `root` is not such a layout, the brackets of a photo library; at most `limit` of them,
+    evenly spread over the sorted list. The sources never carry a ground truth."""
+    reason: str | None
+    try:
+        sources = discover_scenes(root, "forbidden")
+    except InputError as exc:
+        if not root.is_dir():
+            raise
+        sources, reason = [], str(exc)
+    else:
+        reason = _library_reason(root, sources)
+    if reason is None:
+        chosen = [sources[i] for i in evenly_spread(len(sources), limit)]
+        notes = [f"{root}: scene folders ({len(sources)} scenes" + (f", {len(chosen)} used: --unlabeled-limit {limit})" if len(chosen) < len(sources) else ")")]
+        return UnlabeledSet(chosen, "scenes", len(sources), notes)
+    library, notes = library_sources(root, gap)
+    notes.insert(0, f"{root}: read as a photo library, not scene folders ({reason})")
+    if not library:
+        raise InputError(
+            f"{root}: not scene folders ({reason}), and no brackets of {LIBRARY_MIN_FRAMES}+ frames with EXIF capture and exposure times "
+            "as a photo library"
+        )
+    chosen = [library[i] for i in evenly_spread(len(library), limit)]
+    used = f"{len(chosen)} used (--unlabeled-limit {limit}, evenly spread over the sorted list)" if len(chosen) < len(library) else "all used"
+    notes.append(f"{len(library)} brackets of {LIBRARY_MIN_FRAMES}+ frames, {used}; brackets that cannot be read are skipped")
+    return UnlabeledSet([replace(s, optional=True) for s in chosen], "library", len(library), notes)

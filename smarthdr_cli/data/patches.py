@@ -21,8 +21,8 @@ import torch
 
 from smarthdr_cli.data.grid import grid_origins
 from smarthdr_cli.data.layouts import ReadSettings, SceneSource, read_scene
-from smarthdr_cli.errors import OutputError
-from smarthdr_cli.io.output import atomic_folder
+from smarthdr_cli.errors import OutputError, SmartHDRError
+from smarthdr_cli.io.output import atomic_folder, atomic_output
 
 CACHE_FORMAT = 1
 FRAME_SCALE = 65535.0
@@ -109,18 +109,48 @@ def _write_entry(folder: Path, source: SceneSource, settings: ReadSettings) -> N
         (temp / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
+def _failure_of(folder: Path, source: SceneSource, settings: ReadSettings) -> str | None:
+    """Why an optional scene (a library bracket) cannot be read, or None once it is in the cache.
+
+    The reason is cached beside the entries, keyed like them: every DDP rank and every later run
+    (a `--resume`) skip the same brackets without decoding them again."""
+    failed = folder.with_name(folder.name + ".failed")
+    if failed.is_file():
+        return failed.read_text(encoding="utf-8", errors="replace").strip() or "cannot be read"
+    try:
+        _write_entry(folder, source, settings)
+    except OutputError:
+        raise  # the cache's trouble (a full disk), not the bracket's
+    except SmartHDRError as exc:
+        try:
+            failed.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"scene cache {failed.parent}: cannot create ({error.strerror or error})") from None
+        with atomic_output(failed, overwrite=True) as temp:
+            temp.write_text(str(exc), encoding="utf-8")
+        return str(exc)
+    return None
+
+
 def prepare_scenes(
     sources: Sequence[SceneSource],
     cache_dir: Path,
     settings: ReadSettings = ReadSettings(),
     progress: Callable[[int, int, str], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[CachedScene]:
-    """Each scene from the cache, decoding (once) the ones that are not there yet."""
+    """Each scene from the cache, decoding (once) the ones that are not there yet; an optional
+    source that cannot be read is left out, with a note."""
     scenes = []
     for index, source in enumerate(sources):
         folder = cache_dir / cache_key(source, settings)
         if not (folder / "meta.json").exists():  # entries appear whole (atomic_folder); none yet
-            _write_entry(folder, source, settings)
+            if not source.optional:
+                _write_entry(folder, source, settings)
+            elif (reason := _failure_of(folder, source, settings)) is not None:
+                if note:
+                    note(f"skipped bracket {source.name} ({', '.join(p.name for p in source.frames)}): {reason}")
+                continue
         scene = _open_entry(folder)
         scene.name = source.name
         scenes.append(scene)

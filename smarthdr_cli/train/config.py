@@ -23,7 +23,7 @@ else:  # requires-python is 3.10: tomli is what became tomllib
 
 TEACHERS = ("ema", "none")
 SCORERS = ("judge", "reference")
-NORMALISATIONS = ("global", "scene")
+NORMALISATIONS = ("global", "scene", "rank")  # train/masking.py NORMALISATIONS
 K_DOMAINS = ("mu", "linear")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -46,6 +46,7 @@ class TrainConfig:
     # data
     labeled: str | None = None
     unlabeled: str | None = None
+    unlabeled_limit: int | None = None  # at most this many unlabeled scenes/brackets, evenly spread (None: all)
     pseudo: str | None = None
     test: str | None = None
     cache_dir: str | None = None
@@ -82,6 +83,7 @@ class TrainConfig:
     uncertainty_loss: bool = True
     k_eps: float = 1e-6
     k_domain: str = "mu"
+    k_weight: float = 1.0  # weight of L^k in eq. 9 (the seed: 1); 0 leaves the judge untrained
     # teacher and bi-level masking, eqs. 3, 11, 12
     teacher: str = "ema"
     ema_alpha: float = 0.999
@@ -117,7 +119,9 @@ class TrainConfig:
             (0.0 <= self.ema_alpha <= 1.0, f"ema_alpha {self.ema_alpha}: must be in [0, 1]"),
             (0.0 <= self.tau_patch <= 1.0 and 0.0 <= self.tau_pixel <= 1.0, "tau_patch and tau_pixel must be in [0, 1]"),
             (self.k_eps > 0, f"k_eps {self.k_eps}: must be positive"),
+            (math.isfinite(self.k_weight) and self.k_weight >= 0, f"k_weight {self.k_weight}: must be 0 or more"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be at least 1"),
+            (self.unlabeled_limit is None or self.unlabeled_limit >= 1, "unlabeled_limit must be at least 1"),
             (self.threads is None or self.threads >= 1, f"threads {self.threads}: must be at least 1"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device {self.device!r}: auto, cpu or cuda"),
         ]

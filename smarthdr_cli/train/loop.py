@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes
-from smarthdr_cli.data.patches import CachedScene, default_cache_dir, prepare_scenes
+from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, discover_unlabeled
+from smarthdr_cli.data.patches import CachedScene, default_cache_dir, patch_index, prepare_scenes
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.metrics import psnr_l, psnr_mu
 from smarthdr_cli.model.config import PRESETS, GFHDRConfig
@@ -50,8 +50,9 @@ from smarthdr_cli.train.dataset import PatchSet
 from smarthdr_cli.train.distributed import Distributed
 from smarthdr_cli.train.ema import make_teacher
 from smarthdr_cli.train.masking import MaskSettings
+from smarthdr_cli.train.plan import Pace, describe, make_plan, warnings
 from smarthdr_cli.train.pseudo_folder import read_pseudo_folder
-from smarthdr_cli.train.pseudo_label import PseudoLabeledScene, label_scenes, summary, teacher_predict
+from smarthdr_cli.train.pseudo_label import PseudoLabeledScene, describe_levels, label_scenes, summary, teacher_predict
 from smarthdr_cli.train.reporting import NullReporter, Reporter
 from smarthdr_cli.train.student import Student, perceptual_loss
 
@@ -113,6 +114,7 @@ def train(
 ) -> TrainResult:
     """Train (or continue training) into `run_dir`; `stop_after` ends early after that many epochs (tests)."""
     run = _set_up(config, run_dir, resume, reporter)
+    run.reporter = _announce_plan(run)  # the plan and its warnings now; an ETA after the first steps
     for epoch in range(run.start, run.total_epochs):
         began = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch + 1, "stage": _stage(config, epoch)}
@@ -138,7 +140,7 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, reporter: Reporter
     if not resume:
         check_run_dir(run_dir)
     state = load_checkpoint(run_dir) if resume else None  # None on resume: stopped before its first checkpoint
-    sources = _discover(config)
+    sources = _discover(config, reporter)
     perceptual = perceptual_loss(config, dist.device)
     scenes = _decode(config, sources, dist, reporter)
     network = _student_network(config, dist.device)
@@ -149,6 +151,25 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, reporter: Reporter
     if resume:
         _resume(run, state)
     return run
+
+
+def _announce_plan(run: _Run) -> Reporter:
+    """Note the rest of the run's plan (epochs, steps, patches per step) and its warnings; the
+    reporter returned adds an ETA after the first steps (train/plan.py)."""
+    config, scenes = run.config, run.scenes
+    if scenes.fixed_pseudo is not None:  # offline labels: their patch masks are known now
+        pseudo = sum(int(s.mask.patch_keep.sum()) for s in scenes.fixed_pseudo)
+        unlabeled = len(scenes.fixed_pseudo)
+    else:
+        pseudo = len(patch_index([s.shape for s in scenes.unlabeled], config.patch, config.stride))
+        unlabeled = len(scenes.unlabeled)
+    plan = make_plan(
+        config, [_stage(config, e) for e in range(run.start, run.total_epochs)], labeled_patches=len(scenes.labeled),
+        pseudo_patches=pseudo, unlabeled_scenes=unlabeled, live_teacher=scenes.fixed_pseudo is None, masked=config.patch_mask and scenes.fixed_pseudo is None,
+    )
+    for line in describe(plan) + warnings(plan):
+        run.reporter.note(line)
+    return Pace(run.reporter, plan)
 
 
 def _check_inputs(config: TrainConfig) -> None:
@@ -164,11 +185,18 @@ def _semi_live(config: TrainConfig) -> bool:
     return config.pseudo is None and config.teacher != "none" and config.semi_epochs > 0
 
 
-def _discover(config: TrainConfig) -> dict[str, list[SceneSource]]:
-    """The scenes of each set, with their layout checked (ground truth required or forbidden)."""
+def _discover(config: TrainConfig, reporter: Reporter) -> dict[str, list[SceneSource]]:
+    """The scenes of each set, with their layout checked (ground truth required or forbidden); the
+    unlabeled set may also be a photo library, its brackets found as `smarthdr batch` finds them."""
+    unlabeled: list[SceneSource] = []
+    if _semi_live(config):
+        found = discover_unlabeled(Path(config.unlabeled), config.unlabeled_limit)  # type: ignore[arg-type]
+        for line in found.notes:  # which form was recognised, how many found and used
+            reporter.note(f"unlabeled set: {line}")
+        unlabeled = found.sources
     return {
         "labeled": discover_scenes(Path(config.labeled), "required"),  # type: ignore[arg-type]
-        "unlabeled": discover_scenes(Path(config.unlabeled), "forbidden") if _semi_live(config) else [],  # type: ignore[arg-type]
+        "unlabeled": unlabeled,
         "test": discover_scenes(Path(config.test), "required") if config.test else [],
     }
 
@@ -190,10 +218,19 @@ def _prepare(
     settings = ReadSettings(response=config.response, align=config.align)
     if dist.main:
         reporter.note(f"{what}: {len(sources)} scenes")
-        scenes = prepare_scenes(sources, cache, settings)
+        scenes = prepare_scenes(sources, cache, settings, note=reporter.note)  # library brackets that cannot be read: skipped
     dist.barrier()
-    if not dist.main:  # the other ranks find every entry made
+    if not dist.main:  # the other ranks find every entry made (and every failure recorded)
         scenes = prepare_scenes(sources, cache, settings)
+    optional = {s.name for s in sources if s.optional}
+    tiny = [s.name for s in scenes if s.name in optional and min(s.shape) < config.patch] if patches else []
+    if tiny:  # a library's small pictures are not worth stopping for
+        reporter.note(f"{what}: skipped {len(tiny)} bracket(s) smaller than the {config.patch} px training patch, e.g. {tiny[0]}")
+        scenes = [s for s in scenes if s.name not in tiny]
+    if len(scenes) < len(sources):
+        if not scenes:
+            raise InputError(f"{what}: none of its {len(sources)} brackets could be read")
+        reporter.note(f"{what}: {len(scenes)} of {len(sources)} usable")
     small = [s.name for s in scenes if min(s.shape) < config.patch] if patches else []
     if small:
         raise InputError(f"{what}: scene(s) {', '.join(small[:5])} are smaller than the {config.patch} px training patch")
@@ -275,6 +312,12 @@ def _trusted_patches(run: _Run, pseudo_labeled: list[PseudoLabeledScene], record
     info = summary(pseudo_labeled, run.masks)
     record["kept_fraction"] = info["kept_fraction"]
     record["patches_kept"] = info["patches_kept"]
+    levels = {k: v for k, v in info.items() if k.startswith(("patch_", "pixel_"))}  # the keys of `level_diagnostics`
+    record.update(levels)  # per level: kept fraction, normalised-score p50/p90/p99 (is tau inert?)
+    run.reporter.note(
+        f"epoch {record['epoch']}: masks{f' ({run.masks.normalisation})' if run.scenes.fixed_pseudo is None else ''} kept {100 * float(info['kept_fraction']):.1f}% of pseudo-labeled pixels; "
+        + describe_levels(levels)
+    )
     trusted = PatchSet(
         [s.scene for s in pseudo_labeled],
         run.config.patch, run.config.stride,

@@ -3,14 +3,15 @@
 Used after every epoch of the semi-supervised stage (`train`) and on its own (`pseudo-label`).
 Two passes keep memory bounded for large unlabeled sets: pass 1 runs the teacher on each scene and
 writes its pseudo label (float16) and score map to a work folder; pass 2 normalises the scores
-over all scenes ("global", the seed's choice) and derives each scene's patch and pixel masks.
+over all scenes ("global", the seed's choice, or "rank": quantiles from a bounded sample) and
+derives each scene's patch and pixel masks.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +21,15 @@ from smarthdr_cli.io.output import atomic_output
 from smarthdr_cli.model.inference import infer_frames
 from smarthdr_cli.train import augment
 from smarthdr_cli.train.dataset import PseudoLabels, rng_for
-from smarthdr_cli.train.masking import MaskSettings, SceneMask, collect_stats, pixel_scores, reference_disagreement, scene_mask
+from smarthdr_cli.train.masking import (
+    MaskSettings,
+    SceneMask,
+    collect_stats,
+    pixel_scores,
+    reference_disagreement,
+    scene_mask,
+    score_quantiles,
+)
 
 CPU_TEACHER_TILE, GPU_TEACHER_TILE = 256, 768
 
@@ -116,7 +125,7 @@ def label_scenes(
     model.train(was_training)
     barrier()
     scores = [np.load(work / f"{n:05d}.score.npy", mmap_mode="r") for n in range(len(scenes))]
-    stats = collect_stats(scores, settings) if settings.normalisation == "global" else None
+    stats = collect_stats(scores, settings) if settings.normalisation != "scene" else None  # global, rank: over the pass
     result = []
     for number, (scene, scene_scores) in enumerate(zip(scenes, scores)):
         mask = scene_mask(np.asarray(scene_scores), stats, settings)
@@ -126,8 +135,43 @@ def label_scenes(
     return result
 
 
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+
+
+def level_diagnostics(pseudo_labeled: Sequence[PseudoLabeledScene]) -> dict[str, float]:
+    """What each mask level kept on its own and where its normalised scores lie, flat for
+    metrics.jsonl: `patch_kept_fraction` (of patches), `pixel_kept_fraction` (of pixels) and
+    `{patch,pixel}_score_{p50,p90,p99}` (absent for a level that is off or read from disk).
+
+    They say whether a threshold bites: under global min-max a p99 below tau keeps ~everything."""
+    patches = sum(len(s.mask.patch_keep) for s in pseudo_labeled)
+    pixels = sum(s.mask.pixel.size for s in pseudo_labeled)
+    result = {
+        "patch_kept_fraction": sum(int(np.count_nonzero(s.mask.patch_keep)) for s in pseudo_labeled) / max(patches, 1),
+        "pixel_kept_fraction": sum(int(np.count_nonzero(s.mask.pixel)) for s in pseudo_labeled) / max(pixels, 1),
+    }
+    for level in ("patch", "pixel"):
+        histograms = [h for s in pseudo_labeled if (h := getattr(s.mask, f"{level}_hist")) is not None]
+        values = score_quantiles(histograms, tuple(QUANTILES.values())) if len(histograms) == len(pseudo_labeled) else None
+        if values is not None:
+            result.update({f"{level}_score_{name}": round(v, 4) for name, v in zip(QUANTILES, values)})
+    return result
+
+
+def describe_levels(info: Mapping[str, Any]) -> str:
+    """One line of `level_diagnostics` for the progress output."""
+    parts = []
+    for level, what in (("patch", "patches"), ("pixel", "pixels")):
+        text = f"{level} level kept {100 * float(info[f'{level}_kept_fraction']):.1f}% of {what}"
+        if f"{level}_score_p50" in info:
+            text += " (normalised score p50/p90/p99 " + "/".join(f"{float(info[f'{level}_score_{q}']):.3f}" for q in QUANTILES) + ")"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def summary(pseudo_labeled: Sequence[PseudoLabeledScene], settings: MaskSettings) -> dict[str, object]:
-    """Kept fractions per scene and overall (pixel-weighted), for logs and `summary.json`."""
+    """Kept fractions per scene and overall (pixel-weighted), per level with the normalised-score
+    quantiles (`level_diagnostics`), for logs and `summary.json`."""
     pixels = [s.mask.pixel.size for s in pseudo_labeled]
     kept = [s.mask.kept_fraction for s in pseudo_labeled]
     overall = float(np.dot(pixels, kept) / max(sum(pixels), 1))
@@ -135,6 +179,7 @@ def summary(pseudo_labeled: Sequence[PseudoLabeledScene], settings: MaskSettings
         "kept_fraction": overall,
         "patches_kept": int(sum(int(s.mask.patch_keep.sum()) for s in pseudo_labeled)),
         "patches": int(sum(len(s.mask.patch_keep) for s in pseudo_labeled)),
+        **level_diagnostics(pseudo_labeled),
         "mask": {k: getattr(settings, k) for k in ("patch", "pixel", "tau_patch", "tau_pixel", "size", "stride", "normalisation")},
         "scenes": [
             {"name": s.name, "kept_fraction": s.mask.kept_fraction, "patches_kept": int(s.mask.patch_keep.sum()), "patches": len(s.mask.patch_keep)}

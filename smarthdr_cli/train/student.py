@@ -2,8 +2,9 @@
 
 The student learns from labeled patches (weak augmentation) and, in the semi-supervised stage, from
 the kept pseudo-labeled patches (strong augmentation), both in one forward pass:
-L = L_s^r + lambda_v L_s^v + L_s^k + lambda_u (L_u^r + lambda_v L_u^v + L_u^k). After every step
-the teacher, when there is one, follows the student by EMA (eq. 3).
+L = L_s^r + lambda_v L_s^v + w_k L_s^k + lambda_u (L_u^r + lambda_v L_u^v + w_k L_u^k), with
+w_k = --k-weight (1 in the seed). After every step the teacher, when there is one, follows the
+student by EMA (eq. 3).
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from smarthdr_cli.train.reporting import Reporter
 
 
 class Objective:
-    """Eq. 9 on one branch: mu-law L1 + lambda_v perceptual + uncertainty loss, masked where asked."""
+    """Eq. 9 on one branch: mu-law L1 + lambda_v perceptual + k_weight x uncertainty loss, masked
+    where asked. L^k is still computed (and logged) at k_weight 0 but left out of the total, so
+    a non-finite L^k cannot reach the step as 0 x inf."""
 
     def __init__(self, config: TrainConfig, perceptual: losses.PerceptualLoss | None) -> None:
         self.config = config
@@ -40,7 +43,10 @@ class Objective:
             parts["v"] = self.perceptual(mu_law(pred, c.mu), mu_law(target, c.mu), mask)
         if sigma is not None:
             parts["k"] = losses.uncertainty_loss(pred, target, sigma, mask, c.k_eps, c.k_domain, c.mu)
-        parts["total"] = parts["r"] + c.lambda_v * parts.get("v", 0.0) + parts.get("k", 0.0)
+        total = parts["r"] + c.lambda_v * parts.get("v", 0.0)
+        if "k" in parts and c.k_weight != 0:
+            total = total + c.k_weight * parts["k"]
+        parts["total"] = total
         return parts
 
 
@@ -67,7 +73,8 @@ class Student:
         self.config = config
         self.dist = dist
         self.device = dist.device
-        self.wrapped = dist.wrap(network, find_unused_parameters=not config.uncertainty_loss)
+        # without L^k in the loss the judge gets no gradient, which DDP must be told
+        self.wrapped = dist.wrap(network, find_unused_parameters=not config.uncertainty_loss or config.k_weight == 0)
         self.optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, betas=config.betas, eps=config.adam_eps)
         self.amp_dtype: torch.dtype | None = None
         if self.device.type == "cuda":
