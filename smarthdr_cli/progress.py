@@ -48,6 +48,8 @@ class RichReporter:
             parts.append(f"L_u^r {record['u_r']:.4f}")
         if "kept_fraction" in record:
             parts.append(f"kept {100 * record['kept_fraction']:.1f}%")
+        if "teacher_psnr_mu" in record:  # unlabeled scenes with a GT (train/loop.py _teacher_vs_student)
+            parts.append(f"teacher {record['teacher_psnr_mu']:.2f} vs student {record['student_psnr_mu']:.2f} dB")
         if "psnr_mu" in record:
             parts.append(f"PSNR-mu {record['psnr_mu']:.2f} dB, PSNR-l {record['psnr_l']:.2f} dB")
         parts.append(f"{record['samples_per_s']:.1f} samples/s, {record['seconds']:.0f} s")

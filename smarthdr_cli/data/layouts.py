@@ -132,8 +132,9 @@ def discover_scenes(root: Path, labels: Labels = "any") -> list[SceneSource]:
     """Every scene under `root` (a scene folder, or a folder of scene folders), sorted by name.
 
     `labels="required"` (a labeled set, a test set) refuses scenes without ground truth;
-    `labels="forbidden"` is not used to reject (an unlabeled set may keep GTs for later checks)
-    but makes the sources carry none, so they can never leak into training.
+    `labels="forbidden"` does not reject a ground truth (an unlabeled set may keep GTs for later
+    checks: `discover_unlabeled` hands them back apart, for scoring only) but makes the sources
+    carry none, so they can never leak into training nor into the scene cache's key.
     """
     if not root.exists():
         raise InputError(f"{root}: no such folder")
@@ -173,6 +174,16 @@ def fit_gt_scale(gt: np.ndarray, reference: np.ndarray, exposure: float, gamma: 
         return 1.0
     ratio = float(np.median(linear[usable] / gt[usable]))
     return ratio if not (1 / GT_SCALE_TOLERANCE <= ratio <= GT_SCALE_TOLERANCE) else 1.0
+
+
+def read_ground_truth(path: Path, reference: np.ndarray, exposure: float, fit: bool = True) -> np.ndarray:
+    """A scene's ground truth (H, W, 3 float32) in the units of its reference frame, as
+    `read_scene` reads it (`fit_gt_scale`); for scoring a GT that the scene's source does not carry."""
+    gt = read_hdr(path).astype(np.float32)
+    if gt.shape[:2] != reference.shape[:2]:
+        raise InputError(f"{path}: ground truth is {gt.shape[1]}x{gt.shape[0]}, frames are {reference.shape[1]}x{reference.shape[0]}")
+    scale = fit_gt_scale(gt, np.asarray(reference, dtype=np.float32), exposure) if fit else 1.0
+    return gt * np.float32(scale) if scale != 1.0 else gt
 
 
 def read_scene(source: SceneSource, settings: ReadSettings = ReadSettings(), note: Callable[[str], None] | None = None) -> Scene:
@@ -216,6 +227,10 @@ class UnlabeledSet:
     form: UnlabeledForm
     found: int
     notes: list[str] = field(default_factory=list)
+    # Ground-truth files found in the chosen scene folders (name -> path; never for a library).
+    # The sources carry none: training never reads these; `train` only scores the teacher's pseudo
+    # labels and the student on a few of them (teacher vs student PSNR-mu, issue 15).
+    ground_truth: dict[str, Path] = field(default_factory=dict)
 
 
 def _holds_frames(folder: Path) -> bool:
@@ -304,10 +319,12 @@ def library_sources(root: Path, gap: float = 2.0) -> tuple[list[SceneSource], li
 def discover_unlabeled(root: Path, limit: int | None = None, gap: float = 2.0) -> UnlabeledSet:
     """The unlabeled scenes under `root`: scene folders (as `discover_scenes` finds them) or, when
     `root` is not such a layout, the brackets of a photo library; at most `limit` of them,
-    evenly spread over the sorted list. The sources never carry a ground truth."""
+    evenly spread over the sorted list. The sources never carry a ground truth: a scene folder's
+    GT is allowed, handed back apart in `ground_truth` (for scoring only, never for training)."""
     reason: str | None
     try:
-        sources = discover_scenes(root, "forbidden")
+        labeled = discover_scenes(root, "any")
+        sources = [replace(s, gt=None) for s in labeled]  # what "forbidden" makes: no GT can leak into training
     except InputError as exc:
         if not root.is_dir():
             raise
@@ -317,7 +334,11 @@ def discover_unlabeled(root: Path, limit: int | None = None, gap: float = 2.0) -
     if reason is None:
         chosen = [sources[i] for i in evenly_spread(len(sources), limit)]
         notes = [f"{root}: scene folders ({len(sources)} scenes" + (f", {len(chosen)} used: --unlabeled-limit {limit})" if len(chosen) < len(sources) else ")")]
-        return UnlabeledSet(chosen, "scenes", len(sources), notes)
+        names = {s.name for s in chosen}
+        ground_truth = {s.name: s.gt for s in labeled if s.gt is not None and s.name in names}
+        if ground_truth:
+            notes.append(f"{len(ground_truth)} of them hold a ground truth: never trained on, only used to score teacher vs student")
+        return UnlabeledSet(chosen, "scenes", len(sources), notes, ground_truth)
     library, notes = library_sources(root, gap)
     notes.insert(0, f"{root}: read as a photo library, not scene folders ({reason})")
     if not library:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, discover_unlabeled
+from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, discover_unlabeled, evenly_spread, read_ground_truth
 from smarthdr_cli.data.patches import CachedScene, default_cache_dir, patch_index, prepare_scenes
 from smarthdr_cli.errors import InputError
 from smarthdr_cli.metrics import psnr_l, psnr_mu
@@ -74,6 +74,19 @@ class _Scenes:
     unlabeled: list[CachedScene]  # pseudo-labeled by the teacher before every semi-supervised epoch
     fixed_pseudo: list[PseudoLabeledScene] | None  # --pseudo: labels made once, offline (no teacher, no EMA)
     test: list[CachedScene]
+    # A few unlabeled scenes whose folders hold a ground truth (position in `unlabeled`, its GT):
+    # never trained on, only to score the teacher's pseudo labels against the student's predictions.
+    held_back: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+
+# At most this many unlabeled scenes with a GT are scored, teacher vs student, after each pseudo-label pass.
+HELD_BACK_SCENES = 8
+# The teacher counts as better than the student only by more than this (PSNR-mu, dB).
+TEACHER_MARGIN_DB = 0.05
+# The first semi epoch warns when validation PSNR-mu still rose by more than this per warm-up epoch
+# (over the last CONVERGENCE_EPOCHS validations): an EMA teacher lags a student that still improves.
+CONVERGENCE_DB_PER_EPOCH = 0.2
+CONVERGENCE_EPOCHS = 3
 
 
 @dataclass
@@ -122,6 +135,9 @@ def train(
         if record["stage"] == "semi":
             pseudo_labeled = _pseudo_labels(run, epoch)  # by the teacher: a copy of the student at first, then its EMA
             record["pseudo_seconds"] = round(time.perf_counter() - began, 2)
+            if epoch == config.warmup_epochs:
+                _check_convergence(run, record)  # is the student still improving? then the EMA teacher lags it
+            _teacher_vs_student(run, pseudo_labeled, record)  # when some unlabeled scenes hold a GT (synthetic runs)
             trusted = _trusted_patches(run, pseudo_labeled, record)  # bi-level masks on the teacher's uncertainty
         # the student step (eq. 9) on labeled and trusted pseudo-labeled patches; the teacher follows by EMA
         record.update(run.student.learn_epoch(epoch, run.total_epochs, record["stage"], run.scenes.labeled, trusted, run.ema_teacher, run.reporter))
@@ -140,9 +156,10 @@ def _set_up(config: TrainConfig, run_dir: Path, resume: bool, reporter: Reporter
     if not resume:
         check_run_dir(run_dir)
     state = load_checkpoint(run_dir) if resume else None  # None on resume: stopped before its first checkpoint
-    sources = _discover(config, reporter)
+    sources, unlabeled_gt = _discover(config, reporter)
     perceptual = perceptual_loss(config, dist.device)
     scenes = _decode(config, sources, dist, reporter)
+    scenes.held_back = _held_back(scenes.unlabeled, unlabeled_gt, reporter) if dist.main else []
     network = _student_network(config, dist.device)
     if not resume and dist.main:
         prepare_run_dir(run_dir, config)  # only now: a run folder always holds a run that started
@@ -185,20 +202,44 @@ def _semi_live(config: TrainConfig) -> bool:
     return config.pseudo is None and config.teacher != "none" and config.semi_epochs > 0
 
 
-def _discover(config: TrainConfig, reporter: Reporter) -> dict[str, list[SceneSource]]:
-    """The scenes of each set, with their layout checked (ground truth required or forbidden); the
-    unlabeled set may also be a photo library, its brackets found as `smarthdr batch` finds them."""
+def _discover(config: TrainConfig, reporter: Reporter) -> tuple[dict[str, list[SceneSource]], dict[str, Path]]:
+    """The scenes of each set, with their layout checked (ground truth required, or for the
+    unlabeled set allowed but kept apart: its sources carry none, so training never sees it); the
+    unlabeled set may also be a photo library, its brackets found as `smarthdr batch` finds them.
+    Also the GT files of unlabeled scene folders that have one, for `_teacher_vs_student` only."""
     unlabeled: list[SceneSource] = []
+    unlabeled_gt: dict[str, Path] = {}
     if _semi_live(config):
         found = discover_unlabeled(Path(config.unlabeled), config.unlabeled_limit)  # type: ignore[arg-type]
         for line in found.notes:  # which form was recognised, how many found and used
             reporter.note(f"unlabeled set: {line}")
-        unlabeled = found.sources
-    return {
+        unlabeled, unlabeled_gt = found.sources, found.ground_truth
+    sources = {
         "labeled": discover_scenes(Path(config.labeled), "required"),  # type: ignore[arg-type]
         "unlabeled": unlabeled,
         "test": discover_scenes(Path(config.test), "required") if config.test else [],
     }
+    return sources, unlabeled_gt
+
+
+def _held_back(unlabeled: list[CachedScene], ground_truth: dict[str, Path], reporter: Reporter) -> list[tuple[int, np.ndarray]]:
+    """At most HELD_BACK_SCENES unlabeled scenes with a GT, evenly spread (the same ones every
+    run and every resume), with their GT read as `read_scene` would (scaled to the frames' units).
+    A GT that cannot be read only costs the diagnostic, never the run."""
+    candidates = [(number, scene) for number, scene in enumerate(unlabeled) if scene.name in ground_truth]
+    held: list[tuple[int, np.ndarray]] = []
+    for pick in evenly_spread(len(candidates), HELD_BACK_SCENES):
+        number, scene = candidates[pick]
+        try:
+            held.append((number, read_ground_truth(ground_truth[scene.name], scene.frame(1), float(scene.exposures[1]))))
+        except (InputError, OSError, ValueError) as exc:
+            reporter.note(f"unlabeled scene {scene.name}: its ground truth is not used for teacher vs student ({exc})")
+    if held:
+        reporter.note(
+            f"unlabeled set: {len(held)} scene(s) with a ground truth held back for scoring teacher vs student "
+            "after each pseudo-label pass (their GT is never trained on)"
+        )
+    return held
 
 
 def _decode(config: TrainConfig, sources: dict[str, list[SceneSource]], dist: Distributed, reporter: Reporter) -> _Scenes:
@@ -327,6 +368,71 @@ def _trusted_patches(run: _Run, pseudo_labeled: list[PseudoLabeledScene], record
         run.reporter.note(f"epoch {record['epoch']}: every pseudo-labeled patch was masked out; this epoch learns from labeled data only")
         return None
     return trusted
+
+
+def _teacher_vs_student(run: _Run, pseudo_labeled: list[PseudoLabeledScene], record: dict[str, Any]) -> None:
+    """Score this pass's pseudo labels (the teacher's) and the student's own predictions against
+    the GT of the held-back unlabeled scenes (PSNR-mu); when the teacher is no better than the
+    student, learning from its labels cannot help (issue 15). Rank 0 only; draws no random numbers
+    (the student is run in eval mode, unaugmented), so training and `--resume` are unchanged."""
+    held = run.scenes.held_back
+    if not held or not run.dist.main or run.scenes.fixed_pseudo is not None:
+        return
+    config, network = run.config, run.student.network
+    was_training = network.training
+    network.eval()
+    teacher_scores, student_scores = [], []
+    try:
+        for number, gt in held:
+            labeled = pseudo_labeled[number]
+            teacher_scores.append(psnr_mu(np.asarray(labeled.labels.hdr, dtype=np.float32), gt, config.mu))
+            hdr, _ = teacher_predict(network, labeled.scene, gamma=config.gamma, device=run.dist.device)
+            student_scores.append(psnr_mu(hdr, gt, config.mu))
+    finally:
+        network.train(was_training)
+    teacher, student = float(np.mean(teacher_scores)), float(np.mean(student_scores))
+    record.update(
+        teacher_psnr_mu=round(teacher, 4), student_psnr_mu=round(student, 4),
+        teacher_minus_student_psnr_mu=round(teacher - student, 4), teacher_student_scenes=len(held),
+    )
+    if teacher - student > TEACHER_MARGIN_DB:
+        verdict = f"the teacher is {teacher - student:.2f} dB better: its pseudo labels can teach the student"
+    else:
+        verdict = "the teacher is no better; the semi stage cannot help yet"
+        if record["epoch"] == run.config.warmup_epochs + 1:
+            verdict += " (the first pass: the teacher is still a copy of the student)"
+    run.reporter.note(
+        f"epoch {record['epoch']}: teacher {teacher:.1f} dB vs student {student:.1f} dB on {len(held)} unlabeled scene(s) with GT: {verdict}"
+    )
+
+
+def _check_convergence(run: _Run, record: dict[str, Any]) -> None:
+    """At the first semi epoch: warn when validation PSNR-mu was still rising during the last
+    warm-up epochs. The EMA teacher (alpha near 1) then lags a student that still improves, and
+    its pseudo labels pull the student back (issue 15 measured teacher 23.99 vs student 24.18 dB,
+    and a cosine of -0.99 between the pseudo-label and the true gradient with alpha 0.999)."""
+    if run.scenes.fixed_pseudo is not None:
+        return  # offline labels: no EMA teacher to lag
+    note = run.reporter.note
+    if not run.scenes.test:
+        note("semi stage starts: without --test the warm-up's convergence cannot be checked; the EMA teacher only helps a converged student")
+        return
+    points = [(int(r["epoch"]), float(r["psnr_mu"])) for r in run.history if r.get("stage") == "warmup" and "psnr_mu" in r]
+    points = points[-CONVERGENCE_EPOCHS:]
+    if len(points) < 2:
+        note(
+            f"semi stage starts: {len(points)} warm-up validation(s), too few to check that the student converged "
+            "(validate every warm-up epoch, or more --warmup-epochs)"
+        )
+        return
+    slope = (points[-1][1] - points[0][1]) / max(points[-1][0] - points[0][0], 1)
+    record["warmup_psnr_mu_slope"] = round(slope, 4)
+    if slope > CONVERGENCE_DB_PER_EPOCH:
+        note(
+            f"warning: the semi stage starts while the student still improves (validation PSNR-mu rose {slope:.2f} dB per epoch "
+            f"over warm-up epochs {points[0][0]}-{points[-1][0]}); the EMA teacher (alpha {run.config.ema_alpha}) will lag it and its "
+            "pseudo labels can pull the student back; give more --warmup-epochs"
+        )
 
 
 def validate(model: nn.Module, scenes: list[CachedScene], config: TrainConfig, device: torch.device) -> dict[str, float]:
