@@ -50,6 +50,8 @@ class RichReporter:
             parts.append(f"kept {100 * record['kept_fraction']:.1f}%")
         if "teacher_psnr_mu" in record:  # unlabeled scenes with a GT (train/loop.py _teacher_vs_student)
             parts.append(f"teacher {record['teacher_psnr_mu']:.2f} vs student {record['student_psnr_mu']:.2f} dB")
+        if "k_to_r_grad_ratio" in record:  # train/student.py trunk_gradient_ratio, first step of the epoch
+            parts.append(f"|dL^k|/|dL^r| {record['k_to_r_grad_ratio']:.2f}")
         if "psnr_mu" in record:
             parts.append(f"PSNR-mu {record['psnr_mu']:.2f} dB, PSNR-l {record['psnr_l']:.2f} dB")
         parts.append(f"{record['samples_per_s']:.1f} samples/s, {record['seconds']:.0f} s")

@@ -150,3 +150,24 @@ def test_resume_stays_exact_with_unlabeled_gt(data: Path, tmp_path: Path) -> Non
     a, b = load_file(str(whole.final)), load_file(str(resumed.final))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r.get("teacher_psnr_mu") for r in records(tmp_path / "whole")] == [r.get("teacher_psnr_mu") for r in records(tmp_path / "part")]
+
+
+def test_the_gradient_ratio_is_recorded_and_changes_no_weight(data: Path, tmp_path: Path, monkeypatch) -> None:
+    """|dL^k/d trunk| / |dL^r/d trunk| is measured on each epoch's first step (both stages), is
+    0 with --k-weight 0, absent without L^k; measuring it leaves training bit-identical."""
+    from smarthdr_cli.train import student
+
+    train(config(data, tmp_path / "a", "unlabeled"), tmp_path / "a" / "run")
+    measured = records(tmp_path / "a" / "run")
+    assert all(r["k_to_r_grad_ratio"] > 0 for r in measured), measured
+    train(config(data, tmp_path / "b", "unlabeled", k_weight=0.0), tmp_path / "b" / "run")
+    assert all(r["k_to_r_grad_ratio"] == 0 for r in records(tmp_path / "b" / "run"))
+    train(config(data, tmp_path / "c", "unlabeled", uncertainty_loss=False), tmp_path / "c" / "run")
+    assert all("k_to_r_grad_ratio" not in r for r in records(tmp_path / "c" / "run"))
+
+    monkeypatch.setattr(student, "trunk_gradient_ratio", lambda *args: None)
+    train(config(data, tmp_path / "d", "unlabeled"), tmp_path / "d" / "run")
+    plain = load_file(str(tmp_path / "d" / "run" / "student-final.safetensors"))
+    with_ratio = load_file(str(tmp_path / "a" / "run" / "student-final.safetensors"))
+    assert plain.keys() == with_ratio.keys()
+    assert all(torch.equal(plain[k], with_ratio[k]) for k in plain)

@@ -64,6 +64,24 @@ def _batch_inputs(batch: dict[str, torch.Tensor], gamma: float, device: torch.de
     return [network_input(frames[:, i], exposures[:, i].view(-1, 1, 1, 1), gamma, axis=1) for i in range(3)]
 
 
+def trunk_gradient_ratio(network: nn.Module, k_loss: torch.Tensor, r_loss: torch.Tensor) -> float | None:
+    """|d L^k / d trunk| / |d L^r / d trunk|, the trunk being every parameter but the judge's:
+    how much the uncertainty loss, through the judge's input F_att, steers the network that makes
+    the HDR, against the reconstruction loss (issue 15 measured L^k dominating). Two extra
+    backward passes, so the loop takes it once per epoch; None when L^r gives no gradient.
+    In a torchrun job it is not measured (DDP's reducer expects one backward per step)."""
+    if not isinstance(k_loss, torch.Tensor) or not k_loss.requires_grad:
+        return 0.0
+    trunk = [p for name, p in network.named_parameters() if p.requires_grad and not name.startswith("judge.")]
+
+    def norm(loss: torch.Tensor) -> float:
+        grads = torch.autograd.grad(loss, trunk, retain_graph=True, allow_unused=True)
+        return math.sqrt(sum(float(g.detach().float().square().sum()) for g in grads if g is not None))
+
+    r = norm(r_loss)
+    return norm(k_loss) / r if r > 0 else None
+
+
 class Student:
     """The student network and what updates it: Adam, the gradient scaler, mixed precision on GPUs
     (bf16 where supported), DDP in a job."""
@@ -108,7 +126,7 @@ class Student:
                 group["lr"] = c.lr_at((epoch + step / steps) / total_epochs)
             sup = next(labeled_iter)
             uns = next(pseudo_iter) if pseudo_iter is not None else None
-            step_losses = self.step(sup, uns, f"epoch {epoch + 1} step {step + 1}")
+            step_losses = self.step(sup, uns, f"epoch {epoch + 1} step {step + 1}", measure=step == 0)
             if teacher is not None:
                 ema_update(teacher, self.network, c.ema_alpha)
             for key, value in step_losses.items():
@@ -117,13 +135,17 @@ class Student:
             seen += samples
             reporter.step(step + 1, step_losses, samples / max(time.perf_counter() - step_began, 1e-9))
         seconds = time.perf_counter() - began
+        ratio = sums.pop("k_to_r_grad_ratio", None)  # measured on the first step only: not a mean
         record: dict[str, Any] = {k: v / steps for k, v in sums.items()}
+        if ratio is not None:
+            record["k_to_r_grad_ratio"] = ratio
         record.update({"steps": steps, "samples": seen, "samples_per_s": round(seen / seconds, 2), "lr": self.optimizer.param_groups[0]["lr"]})
         return record
 
-    def step(self, sup: dict[str, torch.Tensor], uns: dict[str, torch.Tensor] | None, where: str) -> dict[str, float]:
+    def step(self, sup: dict[str, torch.Tensor], uns: dict[str, torch.Tensor] | None, where: str, measure: bool = False) -> dict[str, float]:
         """One optimiser step on a labeled batch and, if given, a pseudo-labeled one (masked by its
-        pixel mask); returns the step's losses as means over ranks."""
+        pixel mask); returns the step's losses as means over ranks. `measure`: also the ratio of
+        the gradient norms L^k and L^r give the trunk (`trunk_gradient_ratio`)."""
         c, dist, device = self.config, self.dist, self.device
         inputs = _batch_inputs(sup, c.gamma, device)
         if uns is not None:
@@ -142,6 +164,16 @@ class Student:
             loss = loss + c.lambda_u * u_parts["total"] * dist.share_of_kept(mask)
             step_losses.update({f"u_{k}": float(v.detach()) for k, v in u_parts.items()})
         step_losses["loss"] = float(loss.detach())
+        if measure and dist.world == 1:
+            k_terms = [c.k_weight * parts["k"]] if "k" in parts else []
+            r_terms = [parts["r"]]
+            if uns is not None:
+                weight = c.lambda_u * dist.share_of_kept(uns["pixel_mask"].to(device))
+                r_terms.append(weight * u_parts["r"])
+                k_terms += [weight * c.k_weight * u_parts["k"]] if "k" in u_parts else []
+            ratio = trunk_gradient_ratio(self.network, sum(k_terms), sum(r_terms)) if k_terms else None
+            if ratio is not None:
+                step_losses["k_to_r_grad_ratio"] = ratio
         step_losses = dist.mean(step_losses)
         if not math.isfinite(step_losses["loss"]):
             raise InputError(f"{where}: the loss is not finite; lower --lr or check the data")
