@@ -20,8 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from smarthdr_cli.bracket import choose_three
-from smarthdr_cli.discover import Discovery, Shot, discover
+from smarthdr_cli.discover import Discovery, Shot, discover, reference_shot
 from smarthdr_cli.errors import InputError, OutputError, SmartHDRError
 from smarthdr_cli.io.output import check_output_path, remove_stale_temporaries
 from smarthdr_cli.machine import usable_cores
@@ -86,13 +85,6 @@ class BatchSummary:
     unreadable: int = 0
     report: Path | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
-
-
-def reference_shot(shots: list[Shot]) -> Shot:
-    """The frame `merge` will take as reference: the middle one in exposure order."""
-    ordered = sorted(shots, key=lambda s: (s.exposure or 0.0, s.path.name))
-    chosen, position = choose_three(len(ordered), None)
-    return ordered[chosen[position]]
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -106,6 +106,16 @@ def _streams(shots: Iterable[Shot]) -> list[list[Shot]]:
     return list(streams.values())
 
 
+def reference_shot(shots: Sequence[Shot]) -> Shot:
+    """The frame `merge` will take as reference: the middle one in exposure order (batch names
+    its outputs after it; a library bracket used for training is named after it too)."""
+    from smarthdr_cli.bracket import choose_three
+
+    ordered = sorted(shots, key=lambda s: (s.exposure or 0.0, s.path.name))
+    chosen, position = choose_three(len(ordered), None)
+    return ordered[chosen[position]]
+
+
 def group_by_time(shots: Iterable[Shot], gap: float) -> list[list[Shot]]:
     """Consecutive shots within `gap` seconds of the previous exposure's end, exposures distinct."""
     return [group for stream in _streams(shots) for group in _group_stream_by_time(stream, gap)]

@@ -10,10 +10,25 @@ from typer.testing import CliRunner
 
 from smarthdr_cli.camera import render_bracket
 from smarthdr_cli.data.synth.fixed_scene import moving_object, procedural_radiance
+from smarthdr_cli.train.reporting import NullReporter
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+
+
+class NoteRecorder(NullReporter):
+    """A training `Reporter` that keeps every note, as a library caller's would."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.notes)
 
 @pytest.fixture
 def shared_data() -> Path:

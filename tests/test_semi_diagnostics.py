@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import NoteRecorder
 from smarthdr_cli.data.layouts import discover_unlabeled
 from smarthdr_cli.data.synth import SynthSettings, generate
 from smarthdr_cli.train import loop
@@ -19,29 +20,6 @@ from smarthdr_cli.train.config import TrainConfig
 from smarthdr_cli.train.loop import train
 
 TEACHER_KEYS = ("teacher_psnr_mu", "student_psnr_mu", "teacher_minus_student_psnr_mu", "teacher_student_scenes")
-
-
-class Notes:
-    """A reporter that keeps the notes."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def note(self, text: str) -> None:
-        self.lines.append(text)
-
-    def epoch_start(self, epoch: int, total: int, stage: str, steps: int) -> None:
-        pass
-
-    def step(self, step: int, losses: dict[str, float], samples_per_s: float) -> None:
-        pass
-
-    def epoch_end(self, record: dict[str, Any]) -> None:
-        pass
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +60,7 @@ def test_unlabeled_ground_truth_is_handed_back_apart(data: Path) -> None:
 
 
 def test_teacher_and_student_are_scored_when_unlabeled_scenes_have_gt(data: Path, tmp_path: Path) -> None:
-    notes = Notes()
+    notes = NoteRecorder()
     train(config(data, tmp_path, "with_gt"), tmp_path / "run", reporter=notes)
     warmup, semi = records(tmp_path / "run")
     assert all(key not in warmup for key in TEACHER_KEYS)
@@ -95,7 +73,7 @@ def test_teacher_and_student_are_scored_when_unlabeled_scenes_have_gt(data: Path
 
 
 def test_no_teacher_keys_without_gt(data: Path, tmp_path: Path) -> None:
-    notes = Notes()
+    notes = NoteRecorder()
     train(config(data, tmp_path, "unlabeled"), tmp_path / "run", reporter=notes)
     assert all(key not in record for record in records(tmp_path / "run") for key in TEACHER_KEYS)
     assert "unlabeled scene(s) with GT" not in notes.text
@@ -119,7 +97,7 @@ def _fake_validation(monkeypatch: pytest.MonkeyPatch, values: list[float]) -> No
 
 def test_warning_when_the_student_still_improves(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_validation(monkeypatch, [20.0, 21.0, 22.0, 22.5])
-    notes = Notes()
+    notes = NoteRecorder()
     train(config(data, tmp_path, "unlabeled", test=str(data / "test"), warmup_epochs=3), tmp_path / "run", reporter=notes)
     assert "the semi stage starts while the student still improves" in notes.text
     assert "--warmup-epochs" in notes.text
@@ -129,14 +107,14 @@ def test_warning_when_the_student_still_improves(data: Path, tmp_path: Path, mon
 
 def test_no_warning_when_validation_is_flat(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_validation(monkeypatch, [20.0, 20.1, 20.15, 20.2])
-    notes = Notes()
+    notes = NoteRecorder()
     train(config(data, tmp_path, "unlabeled", test=str(data / "test"), warmup_epochs=3), tmp_path / "run", reporter=notes)
     assert "still improves" not in notes.text
     assert records(tmp_path / "run")[3]["warmup_psnr_mu_slope"] == pytest.approx(0.075)
 
 
 def test_convergence_cannot_be_checked_without_test(data: Path, tmp_path: Path) -> None:
-    notes = Notes()
+    notes = NoteRecorder()
     train(config(data, tmp_path, "unlabeled"), tmp_path / "run", reporter=notes)
     assert "without --test the warm-up's convergence cannot be checked" in notes.text
     assert all("warmup_psnr_mu_slope" not in r for r in records(tmp_path / "run"))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import exif_jpeg
+from conftest import NoteRecorder, exif_jpeg
 from smarthdr_cli.app import app
 from smarthdr_cli.camera import render_bracket
 from smarthdr_cli.data.layouts import discover_unlabeled, evenly_spread
@@ -22,29 +21,6 @@ from smarthdr_cli.train.plan import Pace, describe, make_plan, warnings
 
 START = datetime(2024, 5, 1, 12, 0, 0)
 TIMES = (400, 100, 25, 6, 2)  # 1/400 s ... 1/2 s
-
-
-class Recorder:
-    """A `Reporter` that keeps every note (and counts steps), as a library caller's would."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-        self.steps = 0
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def epoch_start(self, epoch: int, total: int, stage: str, steps: int) -> None:
-        pass
-
-    def step(self, step: int, losses: dict[str, float], samples_per_s: float) -> None:
-        self.steps += 1
-
-    def epoch_end(self, record: dict[str, Any]) -> None:
-        pass
-
-    def text(self) -> str:
-        return "\n".join(self.notes)
 
 
 def _stamp(minutes: int) -> str:
@@ -135,20 +111,20 @@ def test_training_on_a_photo_library_completes(library: Path, labeled: Path, tmp
         labeled=str(labeled / "labeled"), unlabeled=str(library), cache_dir=str(tmp_path / "cache"), model="tiny", perceptual=False,
         batch=4, patch=32, stride=32, steps_per_epoch=2, warmup_epochs=1, semi_epochs=1,
     )
-    reporter = Recorder()
+    reporter = NoteRecorder()
     result = train(config, tmp_path / "run", reporter=reporter)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in records] == ["warmup", "semi"] and result.final is not None
-    text = reporter.text()
+    text = reporter.text
     assert "read as a photo library" in text and "6 brackets of 3+ frames, all used" in text
     assert "skipped bracket broken/IMG_0081" in text and "5 of 6 usable" in text
     assert len(list((tmp_path / "run" / "pseudo").glob("*.hdr.npy"))) == 5  # the teacher labelled every readable bracket
     # the brackets went through the scene cache (five entries, one recorded failure), and a rerun decodes nothing
     cache = tmp_path / "cache"
     assert len([p for p in cache.iterdir() if (p / "meta.json").is_file()]) == 5 + 2 and len(list(cache.glob("*.failed"))) == 1
-    again = Recorder()  # a second run finds every bracket in the cache and the failure recorded: it decodes nothing
+    again = NoteRecorder()  # a second run finds every bracket in the cache and the failure recorded: it decodes nothing
     train(config.updated(semi_epochs=1, warmup_epochs=0), tmp_path / "run2", reporter=again, stop_after=1)
-    assert "skipped bracket broken/IMG_0081" in again.text() and len(list(cache.iterdir())) == 5 + 2 + 1
+    assert "skipped bracket broken/IMG_0081" in again.text and len(list(cache.iterdir())) == 5 + 2 + 1
 
 
 def test_cli_library_run_prints_the_plan_and_eta(runner, library: Path, labeled: Path, tmp_path: Path) -> None:
@@ -186,7 +162,7 @@ def test_eta_is_steps_left_times_measured_seconds_and_counts_the_pseudo_pass() -
     config = TrainConfig(labeled="x", unlabeled="y", batch=8)
     plan = make_plan(config, ["warmup"] * 2 + ["semi"] * 2, labeled_patches=80, pseudo_patches=80, unlabeled_scenes=3, live_teacher=True, masked=False)
     now = [0.0]
-    recorder = Recorder()
+    recorder = NoteRecorder()
     pace = Pace(recorder, plan, clock=lambda: now[0])
     pace.epoch_start(1, 4, "warmup", 10)
     for step in range(1, 6):

@@ -288,8 +288,7 @@ def library_sources(root: Path, gap: float = 2.0) -> tuple[list[SceneSource], li
     """Every bracket of 3+ frames under `root`, grouped as `smarthdr batch` groups them (EXIF
     capture time and exposure, `discover.discover`), as unlabeled scenes sorted by name; and notes
     on what was left out. A RAW+JPEG pair of one bracket counts once (the RAW, as batch merges it)."""
-    from smarthdr_cli.bracket import choose_three
-    from smarthdr_cli.discover import discover
+    from smarthdr_cli.discover import discover, reference_shot
 
     found = discover([root], gap)
     notes = [
@@ -302,9 +301,7 @@ def library_sources(root: Path, gap: float = 2.0) -> tuple[list[SceneSource], li
     by_name: dict[str, SceneSource] = {}
     raw: dict[str, bool] = {}
     for shots in (b for b in found.brackets if len(b) >= LIBRARY_MIN_FRAMES):
-        ordered = sorted(shots, key=lambda s: (s.exposure or 0.0, s.path.name))  # batch.reference_shot's rule
-        chosen, position = choose_three(len(ordered), None)
-        reference = ordered[chosen[position]]
+        reference = reference_shot(shots)
         name = reference.path.relative_to(root).with_suffix("").as_posix()
         source = SceneSource(name, reference.path.parent, tuple(sorted(s.path for s in shots)), None, None)
         if name in by_name:

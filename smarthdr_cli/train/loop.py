@@ -264,15 +264,16 @@ def _prepare(
     if not dist.main:  # the other ranks find every entry made (and every failure recorded)
         scenes = prepare_scenes(sources, cache, settings)
     optional = {s.name for s in sources if s.optional}
-    tiny = [s.name for s in scenes if s.name in optional and min(s.shape) < config.patch] if patches else []
+    too_small = {s.name for s in scenes if min(s.shape) < config.patch} if patches else set()
+    tiny = sorted(too_small & optional)
     if tiny:  # a library's small pictures are not worth stopping for
         reporter.note(f"{what}: skipped {len(tiny)} bracket(s) smaller than the {config.patch} px training patch, e.g. {tiny[0]}")
-        scenes = [s for s in scenes if s.name not in tiny]
+        scenes = [s for s in scenes if s.name not in optional or s.name not in too_small]
     if len(scenes) < len(sources):
         if not scenes:
             raise InputError(f"{what}: none of its {len(sources)} brackets could be read")
         reporter.note(f"{what}: {len(scenes)} of {len(sources)} usable")
-    small = [s.name for s in scenes if min(s.shape) < config.patch] if patches else []
+    small = [s.name for s in scenes if s.name in too_small]
     if small:
         raise InputError(f"{what}: scene(s) {', '.join(small[:5])} are smaller than the {config.patch} px training patch")
     return scenes

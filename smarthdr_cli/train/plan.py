@@ -10,6 +10,7 @@ scene before each semi-supervised epoch) the steps do not show.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -63,6 +64,12 @@ class Plan:
         return any(s.bound for s in self.stages)
 
 
+def epoch_steps(config: TrainConfig, patches: int) -> int:
+    """Optimiser steps in an epoch over `patches` driving patches: one pass in batches of
+    `config.batch`, at least one, unless --steps-per-epoch fixes it (`Student.learn_epoch` runs this)."""
+    return config.steps_per_epoch or max(1, math.ceil(patches / config.batch))
+
+
 def make_plan(
     config: TrainConfig, stages: Sequence[str], *, labeled_patches: int, pseudo_patches: int, unlabeled_scenes: int,
     live_teacher: bool, masked: bool,
@@ -71,17 +78,12 @@ def make_plan(
     run them: an epoch is one pass over its driving set (the pseudo-labeled patches in the semi
     stage, else the labeled ones) in batches of `config.batch`, unless --steps-per-epoch fixes it.
     `masked`: the patch mask may drop pseudo-labeled patches, so semi epochs are at most that long."""
-    grouped: list[list[Any]] = []
-    for stage in stages:
-        if grouped and grouped[-1][0] == stage:
-            grouped[-1][1] += 1
-        else:
-            grouped.append([stage, 1])
+    grouped = [(stage, len(list(run))) for stage, run in itertools.groupby(stages)]
     planned = []
     for stage, epochs in grouped:
         semi = stage == "semi"
         driver = pseudo_patches if semi else labeled_patches
-        steps = config.steps_per_epoch or max(1, math.ceil(driver / config.batch))
+        steps = epoch_steps(config, driver)
         planned.append(StagePlan(
             stage, epochs, steps, config.batch, config.batch if semi else 0,
             bound=semi and masked and config.steps_per_epoch is None, fixed_steps=config.steps_per_epoch is not None,

@@ -24,6 +24,7 @@ from smarthdr_cli.train.config import TrainConfig
 from smarthdr_cli.train.dataset import LABELED, UNLABELED, PatchSet, batches
 from smarthdr_cli.train.distributed import Distributed
 from smarthdr_cli.train.ema import ema_update
+from smarthdr_cli.train.plan import epoch_steps
 from smarthdr_cli.train.reporting import Reporter
 
 
@@ -110,7 +111,7 @@ class Student:
         batches are a function of (seed, epoch, position), so a resumed epoch repeats exactly."""
         c, dist = self.config, self.dist
         driver = pseudo if pseudo is not None else labeled
-        steps = c.steps_per_epoch or max(1, math.ceil(len(driver) / c.batch))
+        steps = epoch_steps(c, len(driver))
         reporter.epoch_start(epoch + 1, total_epochs, stage, steps)
         sums: dict[str, float] = {}
         seen = 0
