@@ -254,6 +254,20 @@ def test_ablation_script_runs_on_given_folders(dataset: Path, tmp_path: Path) ->
     for row in report["table"]:
         assert np.isfinite(row["psnr_mu"]) and np.isfinite(row["psnr_mu_margin"]) and row["psnr_mu_margin"] >= 0
     assert "| vii |" in done.stdout
+    work = tmp_path / "work" / "runs"
+    for seed in (0, 1):  # every row of a seed starts from that seed's warm-up student, with or without L^k as the row trains
+        for row, k in (("i", 0), ("vii", 1)):
+            config = json.loads((work / f"{row}-detach-seed{seed}" / "config.json").read_text())
+            assert config["init_weights"] == str(work / f"warmup-k{k}-detach-seed{seed}" / "student-final.safetensors")
+            assert config["warmup_epochs"] == 0 and config["semi_epochs"] == 1
+    # a second call continues: the finished runs and warm-ups are reused, only row ii is trained
+    warmup = work / "warmup-k0-detach-seed0" / "student-final.safetensors"
+    before = warmup.stat().st_mtime_ns
+    again = subprocess.run([*command[:command.index("--rows") + 1], "i", "ii", "vii", *command[command.index("--seeds"):]], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [row["row"] for row in report["table"]] == ["i", "ii", "vii"] and len(report["runs"]) == 6
+    assert warmup.stat().st_mtime_ns == before and again.stdout.count('"row": "ii"') == 2 and '"row": "vii"' not in again.stdout
 
 
 def test_teacher_augmentation_is_undone(dataset: Path, tmp_path: Path) -> None:
