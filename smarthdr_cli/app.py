@@ -421,6 +421,10 @@ def train(
         Optional[int],
         opts.setting("unlabeled_limit", "Use at most N unlabeled scenes or brackets, evenly spread over the sorted list.", opts.DATA, unset="all", min=1),
     ] = None,
+    gap: Annotated[
+        Optional[float],
+        opts.setting("gap", "Photo-library --unlabeled: the most seconds between two frames of one bracket (as `batch --gap`).", opts.DATA, min=0.0),
+    ] = None,
     pseudo: Annotated[Optional[Path], opts.setting("pseudo", "Train on fixed pseudo labels from `smarthdr pseudo-label` instead of a live teacher.", opts.DATA)] = None,
     test: Annotated[Optional[Path], opts.setting("test", "Labeled test scenes: PSNR-mu/PSNR-l after every --validate-every epochs; picks the best student.", opts.DATA)] = None,
     response: Annotated[Optional[str], opts.setting("response", opts.RESPONSE, opts.DATA)] = None,
@@ -524,11 +528,15 @@ def train(
 @app.command("pseudo-label", cls=opts.Command)
 @cli_errors
 def pseudo_label(
-    unlabeled: Annotated[Path, typer.Option(help="Folder of unlabeled scenes (brackets only).")],
+    unlabeled: Annotated[
+        Path, typer.Option(help="Unlabeled brackets: a folder of scene folders, or a photo library whose brackets of 3+ frames are found as `smarthdr batch` finds them (as train --unlabeled).")
+    ],
     weights: Annotated[Path, typer.Option(help="The teacher: trained weights (.safetensors), e.g. a run's student-final.safetensors.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for pseudo.exr, uncertainty.exr, masks and preview per scene, and summary.json.")],
     patch: Annotated[int, typer.Option(min=1, help="Patch size of the patch-level mask (use the training --patch).")] = TrainConfig.patch,
     stride: Annotated[int, typer.Option(min=1, help="Stride of the patch grid (use the training --stride).")] = TrainConfig.stride,
+    unlabeled_limit: Annotated[Optional[int], typer.Option(min=1, help="Label at most N scenes or brackets, evenly spread over the sorted list (as train). Default: all.")] = None,
+    gap: Annotated[float, typer.Option(min=0.0, help="Photo library: the most seconds between two frames of one bracket (as batch).")] = TrainConfig.gap,
     tau_patch: opts.TauPatch = TrainConfig.tau_patch,
     tau_pixel: opts.TauPixel = TrainConfig.tau_pixel,
     patch_mask: opts.PatchMask = TrainConfig.patch_mask,
@@ -557,7 +565,8 @@ def pseudo_label(
     progress = None if quiet else (lambda done, total, name: console.print(f"pseudo-labeled {done}/{total}: {name}", markup=False))
     data = run_pseudo_label(
         unlabeled, weights, output, settings, scorer=scorer, read=ReadSettings(response=response, align=align_mode),
-        cache_dir=cache_dir, device=device, overwrite=overwrite, progress=progress,
+        cache_dir=cache_dir, device=device, overwrite=overwrite, progress=progress, limit=unlabeled_limit, gap=gap,
+        note=None if quiet or as_json else (lambda line: console.print(line, markup=False, soft_wrap=True)),
     )
     if as_json:
         print(json.dumps(data))

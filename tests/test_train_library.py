@@ -192,3 +192,63 @@ def test_a_folder_with_neither_scenes_nor_brackets_is_one_error(tmp_path: Path) 
     (tmp_path / "notes" / "readme.txt").write_text("no photos here")
     with pytest.raises(InputError, match=r"not scene folders \(.*no scene folders.*\), and no brackets of 3\+ frames"):
         discover_unlabeled(tmp_path / "notes")
+
+
+def test_gap_groups_the_library_as_batch_gap_does(runner, labeled: Path, tmp_path: Path) -> None:
+    """`train --gap` reaches the library discovery: a bracket shot 5 s per frame (a slow
+    hand-triggered one) is a bracket with --gap 10, three single shots at the default 2 s, and
+    the grouping is `batch --dry-run --gap 10`'s."""
+    root = tmp_path / "Photos"
+    three = render_bracket(procedural_radiance(64, 96, seed=3), [1.0, 4.0, 16.0], noise=0.002, seed=3)
+    _bracket(root / "2024" / "quick", 10, 0, three)
+    for i, (frame, t) in enumerate(zip(three, TIMES[:3])):
+        exif_jpeg(root / "2024" / "slow" / f"IMG_{20 + i:04d}.jpg", frame, (1, t), (START + timedelta(minutes=5, seconds=5 * i)).strftime("%Y:%m:%d %H:%M:%S"))
+    out = tmp_path / "out"
+    out.mkdir()
+    planned = runner.invoke(app, ["batch", str(root), "-o", str(out), "--dry-run", "--json", "--gap", "10"])
+    assert planned.exit_code == 0, planned.output
+    wide = {frozenset(p["bracket"]) for p in map(json.loads, planned.stdout.splitlines()) if p["status"] == "planned"}
+    found = discover_unlabeled(root, gap=10)
+    assert {frozenset(str(p) for p in s.frames) for s in found.sources} == wide and len(wide) == 2
+    assert [s.name for s in discover_unlabeled(root).sources] == ["2024/quick/IMG_0011"]  # 2 s: the slow frames are single shots
+    result = runner.invoke(app, [
+        "train", "--labeled", str(labeled / "labeled"), "--unlabeled", str(root), "--gap", "10", "--cache-dir", str(tmp_path / "cache"),
+        "--model", "tiny", "--no-perceptual", "--batch", "64", "--patch", "32", "--stride", "32", "--warmup-epochs", "0", "--semi-epochs", "1",
+        "-o", str(tmp_path / "run"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "2 brackets of 3+ frames" in result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["gap"] == 10
+    bad = runner.invoke(app, ["train", "--labeled", str(labeled / "labeled"), "--gap", "-1", "-o", str(tmp_path / "run2")])
+    assert bad.exit_code == 2
+
+
+def test_pseudo_label_reads_a_library_and_train_learns_from_it(runner, library: Path, labeled: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    """`pseudo-label --unlabeled ~/Photos`: the brackets `train --unlabeled` finds, each under its
+    reference frame's path, the broken one skipped with a note; never written inside the library;
+    `train --pseudo` reads the result back (a library bracket is a list of frames, not a folder)."""
+    cache, out = tmp_path / "cache", tmp_path / "labels"
+    common = ["--weights", str(tiny_weights), "--patch", "32", "--stride", "32", "--cache-dir", str(cache)]
+    result = runner.invoke(app, ["pseudo-label", "--unlabeled", str(library), "-o", str(out), *common])
+    assert result.exit_code == 0, result.output
+    assert "read as a photo library" in result.output and "skipped bracket broken/IMG_0081" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    usable = [s.name for s in discover_unlabeled(library).sources if not s.name.startswith("broken/")]
+    assert [s["name"] for s in summary["scenes"]] == usable and summary["form"] == "library"
+    assert (out / "2024" / "05-03" / "IMG_0052" / "pseudo.exr").is_file()  # the 5-frame bracket, by its reference frame
+    five = next(s for s in summary["scenes"] if s["name"] == "2024/05-03/IMG_0052")
+    assert len(five["frames"]) == 5
+    limited = runner.invoke(app, ["pseudo-label", "--unlabeled", str(library), "-o", str(tmp_path / "three"), "--unlabeled-limit", "3", "--json", "-q", *common])
+    assert limited.exit_code == 0, limited.output
+    chosen = [s.name for s in discover_unlabeled(library, limit=3).sources]
+    assert [s["name"] for s in json.loads(limited.stdout)["scenes"]] == [n for n in chosen if not n.startswith("broken/")] and len(chosen) == 3
+    before = sorted(p for p in library.rglob("*"))
+    inside = runner.invoke(app, ["pseudo-label", "--unlabeled", str(library), "-o", str(library / "labels"), *common])
+    assert inside.exit_code == 2 and "inside the photo library" in inside.output
+    assert sorted(p for p in library.rglob("*")) == before
+    config = TrainConfig(
+        labeled=str(labeled / "labeled"), pseudo=str(out), cache_dir=str(cache), model="tiny", perceptual=False,
+        batch=4, patch=32, stride=32, steps_per_epoch=2, warmup_epochs=0, semi_epochs=1,
+    )
+    trained = train(config, tmp_path / "run")
+    assert trained.history[-1]["stage"] == "semi" and trained.history[-1]["kept_fraction"] == pytest.approx(summary["kept_fraction"])

@@ -47,6 +47,7 @@ class TrainConfig:
     labeled: str | None = None
     unlabeled: str | None = None
     unlabeled_limit: int | None = None  # at most this many unlabeled scenes/brackets, evenly spread (None: all)
+    gap: float = 2.0  # library form of --unlabeled: seconds between two frames of one bracket, as `batch --gap`
     pseudo: str | None = None
     test: str | None = None
     cache_dir: str | None = None
@@ -122,6 +123,7 @@ class TrainConfig:
             (math.isfinite(self.k_weight) and self.k_weight >= 0, f"k_weight {self.k_weight}: must be 0 or more"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be at least 1"),
             (self.unlabeled_limit is None or self.unlabeled_limit >= 1, "unlabeled_limit must be at least 1"),
+            (math.isfinite(self.gap) and self.gap >= 0, f"gap {self.gap}: must be 0 or more seconds"),
             (self.threads is None or self.threads >= 1, f"threads {self.threads}: must be at least 1"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device {self.device!r}: auto, cpu or cuda"),
         ]

@@ -210,7 +210,7 @@ def _discover(config: TrainConfig, reporter: Reporter) -> tuple[dict[str, list[S
     unlabeled: list[SceneSource] = []
     unlabeled_gt: dict[str, Path] = {}
     if _semi_live(config):
-        found = discover_unlabeled(Path(config.unlabeled), config.unlabeled_limit)  # type: ignore[arg-type]
+        found = discover_unlabeled(Path(config.unlabeled), config.unlabeled_limit, config.gap)  # type: ignore[arg-type]
         for line in found.notes:  # which form was recognised, how many found and used
             reporter.note(f"unlabeled set: {line}")
         unlabeled, unlabeled_gt = found.sources, found.ground_truth

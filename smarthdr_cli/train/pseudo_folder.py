@@ -4,12 +4,16 @@ Folder layout (one subfolder per unlabeled scene, `summary.json` written last, s
 without it is an interrupted run and is refused):
 
     OUT/summary.json              settings, weights, kept fraction per scene and overall,
-                                  each scene's source folder and patch decisions (eq. 11)
+                                  each scene's source folder, frames and patch decisions (eq. 11)
     OUT/<scene>/pseudo.exr        pseudo HDR GT (linear, the frames' units)
     OUT/<scene>/uncertainty.exr   the judge's sigma (RGB), whichever scorer made the masks
     OUT/<scene>/preview.jpg       the pseudo GT tone-mapped (mu-law), to compare with the masks
     OUT/<scene>/patch_mask.png    white where a kept patch covers the pixel (eq. 11)
     OUT/<scene>/pixel_mask.png    white where the pixel is kept (eq. 12)
+
+`--unlabeled` is read as `train --unlabeled` reads it (`data/layouts.discover_unlabeled`): scene
+folders, or the brackets of a photo library, whose scenes are named by their reference frame's
+path in the library (OUT/2024/05-01/IMG_0012/...).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import torch
 
 from smarthdr_cli import __version__
 from smarthdr_cli.data.grid import grid_origins
-from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_scenes, scene_source
+from smarthdr_cli.data.layouts import ReadSettings, SceneSource, discover_unlabeled, scene_source
 from smarthdr_cli.data.patches import default_cache_dir, prepare_scenes
 from smarthdr_cli.errors import InputError, OutputError
 from smarthdr_cli.io.hdr import read_hdr, write_hdr
@@ -47,6 +51,7 @@ def _coverage_image(mask: SceneMask, size: int, shape: tuple[int, int]) -> np.nd
 
 
 def _write_scene(folder: Path, item: PseudoLabeledScene, size: int) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)  # a library bracket's name holds its folders
     with atomic_folder(folder, overwrite=True) as temp:
         hdr = np.asarray(item.labels.hdr, dtype=np.float32)
         write_hdr(temp / "pseudo.exr", hdr, float32=True)
@@ -57,10 +62,13 @@ def _write_scene(folder: Path, item: PseudoLabeledScene, size: int) -> None:
         write_file(temp / "pixel_mask.png", iio.imwrite("<bytes>", item.mask.pixel.astype(np.uint8) * 255, extension=".png"))
 
 
-def _check_outside(out: Path, sources: list[SceneSource]) -> None:
+def _check_outside(out: Path, sources: list[SceneSource], library: Path | None = None) -> None:
     """OUT/<scene> folders are replaced whole: none may be an input scene (`-o` the unlabeled
-    folder itself), and OUT may not lie inside one, whatever --overwrite says."""
+    folder itself), and OUT may not lie inside one, whatever --overwrite says; nor, for a photo
+    `library`, anywhere in it (the labels would land among the photos)."""
     target = out.resolve()
+    if library is not None and (library.resolve() == target or library.resolve() in target.parents):
+        raise OutputError(f"{out}: lies inside the photo library {library}; choose an output folder outside it")
     for source in sources:
         folder = source.folder.resolve()
         if folder == target or folder in target.parents or (target / source.name) == folder:
@@ -79,18 +87,28 @@ def run_pseudo_label(
     device: str = "auto",
     overwrite: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    limit: int | None = None,
+    gap: float = 2.0,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Pseudo-label every scene of `unlabeled` with the network in `weights`; returns the summary."""
+    """Pseudo-label every scene of `unlabeled` (scene folders or a photo library, at most `limit`
+    of them; `gap` groups a library's brackets) with the network in `weights`; returns the summary."""
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"{out}: already holds files (pass --overwrite to replace them)")
-    sources = discover_scenes(unlabeled, "forbidden")
-    names = [s.name for s in sources]
+    found = discover_unlabeled(unlabeled, limit, gap)
+    for line in found.notes:
+        if note:
+            note(line)
+    names = [s.name for s in found.sources]
     if len(set(names)) != len(names):
         raise InputError(f"{unlabeled}: scene names repeat")
-    _check_outside(out, sources)
+    _check_outside(out, found.sources, unlabeled if found.form == "library" else None)
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     model, card = load_weights(weights, torch_device)
-    scenes = prepare_scenes(sources, cache_dir or default_cache_dir(), read)
+    scenes = prepare_scenes(found.sources, cache_dir or default_cache_dir(), read, note=note)  # a library's unreadable brackets are left out
+    if not scenes:
+        raise InputError(f"{unlabeled}: none of the {len(found.sources)} brackets could be read")
+    sources = {s.name: s for s in found.sources}
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -101,13 +119,24 @@ def run_pseudo_label(
         for item in pseudo_labeled:
             _write_scene(out / item.name, item, settings.size)
         data = summary(pseudo_labeled, settings)
-    data.update({"smarthdr_version": __version__, "weights": str(weights), "weights_sha256": card.get("sha256"), "scorer": scorer})
-    for entry, source, item in zip(data["scenes"], sources, pseudo_labeled):  # type: ignore[arg-type]
+    data.update({"smarthdr_version": __version__, "weights": str(weights), "weights_sha256": card.get("sha256"), "scorer": scorer, "form": found.form})
+    for entry, item in zip(data["scenes"], pseudo_labeled):  # type: ignore[arg-type]
+        source = sources[item.name]
         entry["source"] = str(source.folder.resolve())
+        entry["frames"] = [str(p.resolve()) for p in source.frames]  # a library bracket is not a whole folder
+        entry["exposure_file"] = str(source.exposure_file.resolve()) if source.exposure_file else None
         entry["patch_keep"] = "".join("1" if k else "0" for k in item.mask.patch_keep)
     with atomic_output(out / SUMMARY, overwrite=True) as temp:
         temp.write_text(json.dumps(data, indent=1) + "\n")
     return data
+
+
+def _source(entry: dict[str, Any]) -> SceneSource:
+    """A summary entry's scene: its frames as listed (folders written before "frames": the folder's)."""
+    if "frames" not in entry:
+        return scene_source(Path(entry["source"]), entry["name"])
+    exposure = Path(entry["exposure_file"]) if entry.get("exposure_file") else None
+    return SceneSource(entry["name"], Path(entry["source"]), tuple(Path(f) for f in entry["frames"]), None, exposure)
 
 
 def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[PseudoLabeledScene]:
@@ -124,7 +153,7 @@ def read_pseudo_folder(folder: Path, cache_dir: Path, config: Any) -> list[Pseud
         )
     settings = MaskSettings(size=config.patch, stride=config.stride)
     read = ReadSettings(response=config.response, align=config.align)
-    sources = [scene_source(Path(entry["source"]), entry["name"]) for entry in data["scenes"]]
+    sources = [_source(entry) for entry in data["scenes"]]
     scenes = prepare_scenes(sources, cache_dir, read)
     result = []
     for entry, scene in zip(data["scenes"], scenes):
