@@ -14,7 +14,8 @@ since L^k reaches the trunk through the prediction it weighs): rows ii-vii then 
 adapting a network), row i runs the same number of supervised epochs from it, so every row gets
 the same steps and a fresh Adam at the start of its second stage. "sup" runs warm-up + semi
 epochs supervised from scratch on all scenes. Each finished run is appended to
-`WORK/runs.jsonl`; running the script again skips what is there (a crash loses one run).
+`WORK/runs-detach.jsonl` (`runs-through.jsonl` with `--judge-gradient through`); running the
+script again skips what is there (a crash loses one run; a cut-short warm-up resumes).
 `--jobs` runs that many trainings side by side, each on one CPU thread.
 
 Default (synthetic): `smarthdr synth --seed 0 --split labeled=5,unlabeled=69,test=15`, scenes of
@@ -111,13 +112,10 @@ def warmup_dir(args: argparse.Namespace, seed: int, k: bool) -> Path:
 
 def run_warmup(seed: int, k: bool, data: dict[str, Path], args: argparse.Namespace) -> Path:
     """The seed's warm-up student (supervised on the labeled scenes), continued if it was cut short."""
-    import torch
-
     from smarthdr_cli.train.config import resolve
     from smarthdr_cli.train.loop import train
 
-    torch.set_num_threads(args.threads_per_job)
-    run = warmup_dir(args, seed, k)
+    run = warmup_dir(args, seed, k)  # train and evaluate set the threads: "threads" in _flags
     if (run / FINAL).exists():
         return run / FINAL
     flags = {**_flags(args, seed), "labeled": str(data["labeled"]), "uncertainty_loss": k, "warmup_epochs": args.warmup_epochs, "semi_epochs": 0}
@@ -131,13 +129,10 @@ def run_warmup(seed: int, k: bool, data: dict[str, Path], args: argparse.Namespa
 def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace, start: Path | None) -> dict:
     """One row and seed: its second stage from the warm-up student `start` (or, for "sup", the
     whole schedule from scratch on every scene), scored on the test scenes."""
-    import torch
-
     from smarthdr_cli.evaluate import EvaluateSettings, evaluate
     from smarthdr_cli.train.config import resolve
     from smarthdr_cli.train.loop import train
 
-    torch.set_num_threads(args.threads_per_job)
     flags = _flags(args, seed)
     if row == "sup":
         flags.update(labeled=str(data["supervised"]), warmup_epochs=args.warmup_epochs + args.semi_epochs, semi_epochs=0)

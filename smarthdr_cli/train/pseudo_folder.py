@@ -96,8 +96,8 @@ def run_pseudo_label(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"{out}: already holds files (pass --overwrite to replace them)")
     found = discover_unlabeled(unlabeled, limit, gap)
-    for line in found.notes:
-        if note:
+    if note:
+        for line in found.notes:
             note(line)
     names = [s.name for s in found.sources]
     if len(set(names)) != len(names):
