@@ -101,7 +101,9 @@ def exposure_fusion(exposures: list[np.ndarray]) -> np.ndarray:
     ones = np.ones((1, 3), dtype=np.float32)
     weights = []
     for exposure in exposures:  # the product over channels, as exp of the sum of their logs
-        weights.append(cv2.add(cv2.exp(cv2.transform(cv2.LUT(exposure, table), ones)), 1e-12))
+        weight = cv2.exp(cv2.transform(cv2.LUT(exposure, table), ones))
+        # numpy, not cv2.add(weight, 1e-12): OpenCV 5.1 reads a 1x1 array as a 4-element scalar
+        weights.append(np.add(weight, np.float32(1e-12), out=weight))
     total = weights[0].copy()
     for weight in weights[1:]:
         cv2.add(total, weight, dst=total)

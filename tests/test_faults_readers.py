@@ -3,6 +3,7 @@ diagnostics printed past the CLI's one-line errors, and OpenCV's temporary files
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -198,7 +199,8 @@ def _truncated_radiance(path: Path) -> None:
 @pytest.mark.parametrize(
     "make, name, reader, reason",
     [
-        (_truncated_png, "cut.png", read_ldr, "PNG input buffer is incomplete"),
+        # libpng's words through OpenCV 5.0 ("PNG input buffer is incomplete"); 5.1 says nothing: ours
+        (_truncated_png, "cut.png", read_ldr, re.compile(r"corrupt PNG: (PNG input buffer is incomplete|truncated)")),
         (_png_bomb, "bomb.png", read_ldr, "libpng error: Not enough image data"),
         (_garbled_lzw_tiff, "garbled.tif", read_ldr, "corrupt TIFF"),
         (_damaged_exr, "cut.exr", read_hdr, "EXR_ERR_"),
@@ -219,7 +221,7 @@ def test_readers_print_nothing_and_say_why(tmp_path: Path, capfd, make, name, re
             reader(path)
     message = str(caught.value)
     assert "\n" not in message and message.startswith(str(path)), message
-    assert reason in message, message
+    assert (reason.search(message) if isinstance(reason, re.Pattern) else reason in message), message
     out, err = capfd.readouterr()
     assert (out, err) == ("", ""), (out, err)
     assert [str(w.message) for w in escaped] == []  # e.g. Pillow's DecompressionBombWarning
@@ -319,7 +321,9 @@ def test_capture_with_fd2_closed(tmp_path: Path):
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done
-    assert done.stdout.splitlines() == [f"{path}: cannot decode image (corrupt PNG: PNG input buffer is incomplete)", "fd 2 closed"]
+    first, second = done.stdout.splitlines()
+    assert re.fullmatch(re.escape(f"{path}: cannot decode image (corrupt PNG: ") + r"(PNG input buffer is incomplete|truncated .*)\)", first), first
+    assert second == "fd 2 closed"
 
 
 def test_first_line_cleans_library_messages():

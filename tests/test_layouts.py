@@ -147,6 +147,35 @@ def test_cache_decodes_once_and_follows_content(tmp_path: Path, monkeypatch: pyt
     assert patches.cache_key(sources[0], ReadSettings()) != patches.cache_key(sources[0], ReadSettings(response="gamma"))
 
 
+def test_cache_entry_published_by_another_run_while_decoding_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two trainings on one cache (the ablation's jobs, two shells): the second to finish keeps the
+    first one's entry, which the first has memory-mapped, instead of moving it aside (the first
+    then found frames.npy missing and crashed)."""
+    kalantari_scene(tmp_path / "data" / "001", seed=1)
+    sources = discover_scenes(tmp_path / "data")
+    cache = tmp_path / "cache"
+    folder = cache / patches.cache_key(sources[0], ReadSettings())
+
+    def decoded_while_the_other_run_publishes(source, settings):
+        monkeypatch.setattr(patches, "read_scene", layouts.read_scene)
+        other = patches.prepare_scenes(sources, cache)[0]  # the other run: publishes and maps the entry
+        seen["frames"] = other.frames
+        seen["inode"] = (folder / "frames.npy").stat().st_ino
+        return layouts.read_scene(source, settings)
+
+    seen: dict = {}
+    monkeypatch.setattr(patches, "read_scene", decoded_while_the_other_run_publishes)
+    mine = patches.prepare_scenes(sources, cache)[0]
+    assert (folder / "frames.npy").stat().st_ino == seen["inode"]  # the other run's entry stayed where it was
+    assert np.array_equal(mine.frames, seen["frames"])
+    assert sorted(p.name for p in cache.iterdir()) == [folder.name]  # and this run's copy is gone
+
+    (folder / "meta.json").unlink()  # a folder without meta.json is no entry: it is replaced
+    monkeypatch.setattr(patches, "read_scene", layouts.read_scene)
+    patches.prepare_scenes(sources, cache)
+    assert (folder / "meta.json").is_file() and (folder / "frames.npy").stat().st_ino != seen["inode"]
+
+
 def test_patch_index_respects_kept_patches() -> None:
     shapes = [(64, 96), (64, 64)]
     full = patches.patch_index(shapes, 32, 16)

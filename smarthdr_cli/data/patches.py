@@ -95,12 +95,16 @@ def _open_entry(folder: Path) -> CachedScene:
 
 
 def _write_entry(folder: Path, source: SceneSource, settings: ReadSettings) -> None:
+    # An entry is keyed by its content: when another run (two trainings on one cache) publishes it
+    # while this one decodes, keep theirs, which they may already have mapped. A folder without
+    # meta.json is no entry (an older version's leftover) and is replaced.
+    broken = folder.exists() and not (folder / "meta.json").exists()
     scene = read_scene(source, settings)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"scene cache {folder.parent}: cannot create ({exc.strerror or exc})") from None
-    with atomic_folder(folder, overwrite=True) as temp:
+    with atomic_folder(folder, overwrite=True, first_wins=not broken) as temp:
         frames = np.stack([np.round(np.clip(f, 0, 1) * FRAME_SCALE).astype(np.uint16) for f in scene.frames])
         np.save(temp / "frames.npy", frames)
         if scene.gt is not None:

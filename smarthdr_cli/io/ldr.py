@@ -54,6 +54,8 @@ def _read_cv2(path: Path, kind: str) -> np.ndarray:
     errors = [line for line in said.text.splitlines() if line.lstrip().startswith("[ERROR") or "libpng error" in line]
     if pixels is None or errors:
         reason = first_line("\n".join(errors) or error or said.text, str(path), path.name)
+        if not reason and kind == "PNG" and b"IEND" not in data[-12:].tobytes():  # OpenCV 5.1 gives no reason for a cut-off file
+            reason = "truncated (the file ends before its IEND chunk)"
         raise _Undecodable(f"corrupt {kind}" + (f": {reason}" if reason else ""))
     if pixels.ndim == 3:
         pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]] if pixels.shape[2] >= 3 else pixels

@@ -201,14 +201,17 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
+def atomic_folder(folder: Path, overwrite: bool, first_wins: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside `folder`; on success it becomes `folder`, else it goes.
 
     Readers of a dataset or a cache then see a folder complete or not at all. With `overwrite`
     an existing `folder` is moved aside, replaced and removed; the temporary names end in
-    `.partial`, so a crash leaves only folders that are recognisably unfinished.
+    `.partial`, so a crash leaves only folders that are recognisably unfinished. With
+    `first_wins` (content-keyed caches, where two writers of one name write the same thing), a
+    `folder` that another process completed meanwhile is kept and this one dropped: a cache
+    entry, once there, is never moved while another run reads it.
     """
-    if folder.exists() and not overwrite:
+    if folder.exists() and not overwrite and not first_wins:
         raise OutputError(f"{folder}: already exists (pass --overwrite to replace it)")
     remove_stale_temporaries(folder)
     tag = f"{os.getpid()}.{secrets.token_hex(4)}"
@@ -216,13 +219,19 @@ def atomic_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
     try:
         temp.mkdir()
         yield temp
+        if folder.exists() and first_wins:
+            return
         if folder.exists():
             old = folder.parent / f".{folder.name}.{tag}.old.partial"
             folder.rename(old)
             temp.rename(folder)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            temp.rename(folder)
+            try:
+                temp.rename(folder)
+            except OSError:
+                if not (first_wins and folder.exists()):  # another writer got there between the test and the rename
+                    raise
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write ({exc.strerror or exc})") from None
     finally:
