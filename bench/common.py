@@ -76,3 +76,25 @@ class PeakMemory:
         if peak is None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return (peak - self.baseline_kib) / 1024.0
+
+
+class RunLog:
+    """The finished runs of a long benchmark, one JSON line each in `path`: a rerun skips what is
+    there, so a crash or a stopped session loses at most the runs in flight."""
+
+    def __init__(self, path: Path) -> None:
+        import json
+
+        self.path = path
+        self.runs: list[dict] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def done(self) -> set[tuple]:
+        return {(r["row"], r["seed"]) for r in self.runs}
+
+    def record(self, result: dict) -> None:
+        import json
+
+        self.runs.append(result)
+        with self.path.open("a") as out:
+            out.write(json.dumps(result) + "\n")
+        print(json.dumps(result), flush=True)

@@ -54,7 +54,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from common import machine
+from common import RunLog, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "sup", "i+k")  # i+k: row i with L^k (not in Table 3)
@@ -224,19 +224,11 @@ def main() -> None:
         data = {"labeled": args.labeled, "unlabeled": args.unlabeled, "test": args.test, "supervised": args.supervised or args.labeled}
     else:
         data = make_synthetic(args.work, args.scale)
-    log = args.work / f"runs-{args.judge_gradient}.jsonl"
-    runs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["row"], r["seed"]) for r in runs}
-    todo = [(row, seed) for row in args.rows for seed in range(args.seeds) if (row, seed) not in done]
+    log = RunLog(args.work / f"runs-{args.judge_gradient}.jsonl")
+    runs = log.runs
+    todo = [(row, seed) for row in args.rows for seed in range(args.seeds) if (row, seed) not in log.done()]
     began = time.perf_counter()
-
-    def record(result: dict) -> None:
-        runs.append(result)
-        with log.open("a") as out:
-            out.write(json.dumps(result) + "\n")
-        print(json.dumps(result), flush=True)
-
-    schedule(args, data, todo, record)
+    schedule(args, data, todo, log.record)
     table = []
     for row in args.rows:
         mine = [r for r in runs if r["row"] == row and r["seed"] < args.seeds]

@@ -80,7 +80,9 @@ def smarthdr(work: Path, *args: str, capture: bool = False) -> str:
     return done.stdout if capture else ""
 
 
-def make_data(work: Path) -> None:
+def link_sources(work: Path) -> int:
+    """WORK/src_train and WORK/src_test: links to the HDR photographs in ../shared/data, the five
+    HELD_OUT ones in src_test; returns how many photographs there are."""
     sources = sorted([*(SHARED / "hdr-train").glob("*.hdr"), *(SHARED / "hdr-train").glob("*.exr"), *(SHARED / "hdr").glob("*.exr")])
     for folder in ("src_train", "src_test"):
         (work / folder).mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,11 @@ def make_data(work: Path) -> None:
         link = work / ("src_test" if path.name in HELD_OUT else "src_train") / path.name
         if not link.exists():
             link.symlink_to(path)
+    return len(sources)
+
+
+def make_data(work: Path) -> None:
+    link_sources(work)
     (work / "test").mkdir(exist_ok=True)
     for folder, (split, seed, source, profile) in SPLITS.items():
         if not (work / folder).exists():

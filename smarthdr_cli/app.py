@@ -357,8 +357,9 @@ def synth(
     height: Annotated[int, typer.Option(help="Image height in pixels.")] = 1000,
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1500,
     profile: Annotated[str, typer.Option(
-        help="How scenes are shot: custom (the capture flags below), mixed (the training mix: every factor drawn per scene) "
-        "or a test class: dim, bright, clipped, camera-motion, moving, tone-jpeg."
+        help="How scenes are shot: custom (the capture flags below), mixed (the training mix: every factor drawn per scene), "
+        "a test class: dim, bright, clipped, camera-motion, moving, tone-jpeg; or film-jpeg, a second camera "
+        "(film curve, lifted blacks, 8-bit JPEG, 2-8x the noise, hand-held)."
     )] = "custom",
     ev_sets: Annotated[Optional[str], typer.Option(help="EV sets (short,reference,long) separated by ';'; each scene draws one. Default: -2,0,2;-3,0,3. Profile custom only.")] = None,
     bits: Annotated[Optional[int], typer.Option(help="Bits per sample of the TIFF frames: 8 or 16. Default: 16. Profile custom only.")] = None,

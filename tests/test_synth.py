@@ -465,6 +465,19 @@ def test_tone_jpeg_class_writes_camera_jpegs_with_lifted_blacks(tmp_path):
     assert responses.count("calibrated") >= 2 and set(responses) <= {"calibrated", "gamma 2.2"}
 
 
+def test_film_jpeg_camera_is_film_jpeg_noisy_and_hand_held():
+    """The second camera of the domain-shift experiment: every scene film-curve JPEG, lifted
+    blacks, 2-8x the tone-jpeg class's lowest noise, hand-held as camera-motion."""
+    for index in range(4):
+        scene = synth_scene(profiled("film-jpeg"), index)
+        capture = scene.params["capture"]
+        assert capture["name"] == "film-jpeg" and capture["response"] == "film" and capture["bits"] == 8
+        assert 70 <= capture["jpeg_quality"] <= 95 and 0.02 <= capture["black"] <= 0.075
+        assert capture["camera_shift"] == pytest.approx(0.03 * 144) and capture["camera_rotation"] == 1.5
+        assert 2.0 <= scene.params["noise"]["iso_factor"] <= 8.0
+        assert np.percentile(scene.frames[0], 1) >= 255 * capture["black"] - 6
+
+
 def test_film_curve_lifts_shadows_more_than_gamma():
     from smarthdr_cli.camera import film_curve, gamma_curve, with_black
 

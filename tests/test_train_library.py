@@ -252,3 +252,44 @@ def test_pseudo_label_reads_a_library_and_train_learns_from_it(runner, library: 
     )
     trained = train(config, tmp_path / "run")
     assert trained.history[-1]["stage"] == "semi" and trained.history[-1]["kept_fraction"] == pytest.approx(summary["kept_fraction"])
+
+
+def test_step_memory_is_measured_per_patch_and_leaves_the_random_streams_alone() -> None:
+    import torch
+
+    from smarthdr_cli.model.config import PRESETS
+    from smarthdr_cli.model.gfhdr import GFHDR
+    from smarthdr_cli.train.memory import saved_bytes_per_patch
+
+    network = GFHDR(PRESETS["tiny"]).train()
+
+    def loss(pred, sigma):
+        return pred.abs().mean() + sigma.abs().mean()
+
+    torch.manual_seed(3)
+    small = saved_bytes_per_patch(network, loss, 32, torch.device("cpu"), True)
+    after = torch.rand(4)
+    torch.manual_seed(3)
+    assert torch.equal(torch.rand(4), after)  # the probe did not move the training's random stream
+    large = saved_bytes_per_patch(network, loss, 64, torch.device("cpu"), True)
+    assert 3.5 < large / small < 4.5  # activations grow with the pixels
+    assert 2 * 2**20 < small < 8 * 2**20  # tiny network, 32 px: about 2.9 kB per pixel -> 3 MiB
+    network.set_checkpointing(True)
+    assert saved_bytes_per_patch(network, loss, 64, torch.device("cpu"), True) < 0.7 * large
+
+
+def test_train_says_what_a_step_needs_and_warns_when_it_does_not_fit(runner, labeled: Path, tmp_path: Path, monkeypatch) -> None:
+    import smarthdr_cli.train.loop as loop
+
+    args = ["train", "--labeled", str(labeled / "labeled"), "--cache-dir", str(tmp_path / "cache"), "--model", "tiny", "--no-perceptual",
+            "--no-teacher", "--patch", "32", "--stride", "32", "--warmup-epochs", "1", "--semi-epochs", "0", "--steps-per-epoch", "1"]
+    result = runner.invoke(app, [*args, "--batch", "4", "-o", str(tmp_path / "r4")])
+    assert result.exit_code == 0, result.output
+    line = next(text for text in result.output.splitlines() if text.startswith("memory:"))
+    assert "a step of 4 patches of 32 px keeps about" in line and "available" in line and "warning: a step" not in result.output
+    monkeypatch.setattr(loop, "available_bytes", lambda device: 20 * 2**20)  # a machine with 20 MiB free
+    result = runner.invoke(app, [*args, "--batch", "16", "-o", str(tmp_path / "r16")])
+    assert result.exit_code == 0, result.output
+    assert "warning: a step needs at least" in result.output and "--checkpoint-activations" in result.output
+    result = runner.invoke(app, [*args, "--batch", "16", "--checkpoint-activations", "-o", str(tmp_path / "r16c")])
+    assert "needs more than the" in result.output and "kept between its recomputed layers" in result.output

@@ -50,6 +50,7 @@ from smarthdr_cli.train.dataset import PatchSet
 from smarthdr_cli.train.distributed import Distributed
 from smarthdr_cli.train.ema import make_teacher
 from smarthdr_cli.train.masking import MaskSettings
+from smarthdr_cli.train.memory import available_bytes, describe_step_memory
 from smarthdr_cli.train.plan import Pace, describe, make_plan, warnings
 from smarthdr_cli.train.pseudo_folder import read_pseudo_folder
 from smarthdr_cli.train.pseudo_label import PseudoLabeledScene, describe_levels, label_scenes, summary, teacher_predict
@@ -184,7 +185,14 @@ def _announce_plan(run: _Run) -> Reporter:
         config, [_stage(config, e) for e in range(run.start, run.total_epochs)], labeled_patches=len(scenes.labeled),
         pseudo_patches=pseudo, unlabeled_scenes=unlabeled, live_teacher=scenes.fixed_pseudo is None, masked=config.patch_mask and scenes.fixed_pseudo is None,
     )
-    for line in describe(plan) + warnings(plan):
+    lines = describe(plan) + warnings(plan)
+    if plan.stages and run.dist.main:  # what one step keeps for its backward pass, per process
+        patches = math.ceil(max(stage.patches for stage in plan.stages) / run.dist.world)
+        checked = config.checkpoint_activations
+        kept = run.student.saved_bytes_per_patch(checked)
+        unchecked = run.student.saved_bytes_per_patch(False) if checked else None
+        lines += describe_step_memory(kept, patches, config.patch, available_bytes(run.dist.device), unchecked)
+    for line in lines:
         run.reporter.note(line)
     return Pace(run.reporter, plan)
 

@@ -24,6 +24,7 @@ from smarthdr_cli.train.config import TrainConfig
 from smarthdr_cli.train.dataset import LABELED, UNLABELED, PatchSet, batches
 from smarthdr_cli.train.distributed import Distributed
 from smarthdr_cli.train.ema import ema_update
+from smarthdr_cli.train.memory import saved_bytes_per_patch
 from smarthdr_cli.train.plan import epoch_steps
 from smarthdr_cli.train.reporting import Reporter
 
@@ -100,6 +101,19 @@ class Student:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.objective = Objective(config, perceptual)
+
+    def saved_bytes_per_patch(self, checkpointing: bool) -> float:
+        """What autograd keeps per training patch for the backward pass (`train/memory.py`), with
+        or without activation checkpointing; the network's own setting is left as it was."""
+        def loss(pred: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+            return self.objective(pred, sigma, torch.rand_like(pred), None)["total"]
+
+        c = self.config
+        self.network.set_checkpointing(checkpointing)
+        try:
+            return saved_bytes_per_patch(self.network, loss, c.patch, self.device, c.uncertainty_loss, self.amp_dtype)
+        finally:
+            self.network.set_checkpointing(c.checkpoint_activations)
 
     def learn_epoch(
         self, epoch: int, total_epochs: int, stage: str, labeled: PatchSet, pseudo: PatchSet | None,

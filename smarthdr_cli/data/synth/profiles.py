@@ -69,7 +69,11 @@ class Capture:
 # short frame's clip level, 16-bit gamma, small hand-held motion, 1-3 objects) except for the one
 # thing it pushes. "mixed", the training profile, draws every factor independently per scene.
 TEST_CLASSES = ("dim", "bright", "clipped", "camera-motion", "moving", "tone-jpeg")
-PROFILES = ("custom", "mixed", *TEST_CLASSES)
+# Whole cameras rather than one pushed factor: "film-jpeg" is a second camera for domain-shift
+# experiments (train on one camera, adapt to another): film curve with a lifted black, 8-bit
+# JPEGs, 2-8x the noise, every scene hand-held.
+CAMERAS = ("film-jpeg",)
+PROFILES = ("custom", "mixed", *TEST_CLASSES, *CAMERAS)
 EVEN_EV_SETS = ((-2.0, 0.0, 2.0), (-3.0, 0.0, 3.0))
 UNEVEN_EV_SETS = ((-2.0, 0.0, 1.0), (-1.0, 0.0, 2.0), (-3.0, 0.0, 2.0), (-2.0, 0.0, 3.0), (-1.0, 0.0, 1.0), (-3.0, 0.0, 1.0))
 PLACEMENTS: dict[str, dict[str, Any]] = {
@@ -123,6 +127,14 @@ def draw_capture(settings: SynthSettings, rng: dict[str, np.random.Generator]) -
             tone = _jpeg_tone(draw)
         iso = (-1.0, 3.0)
         name = f"mixed:{placement}"
+    elif settings.profile == "film-jpeg":
+        placement = "standard"
+        ev = EVEN_EV_SETS[int(draw.integers(len(EVEN_EV_SETS)))]
+        camera = _hand_held(width, draw)
+        objects = (1, 3)
+        tone = {**_jpeg_tone(draw), "response": "film"}
+        iso = (1.0, 3.0)
+        name = settings.profile
     else:
         placement = settings.profile if settings.profile in PLACEMENTS else "standard"
         ev = EVEN_EV_SETS[int(draw.integers(len(EVEN_EV_SETS)))]
