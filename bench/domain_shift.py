@@ -45,7 +45,6 @@ from common import RunLog, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHIPPED = REPO / "weights" / "gfhdr.safetensors"
-FINAL = "student-final.safetensors"
 ROWS = ("sup-A", "recipe")
 TESTS = ("B", "A")  # camera B first: the one the fine-tunes are for
 # folder: (split, synth seed, photographs, profile); camera B's unlabeled scenes keep their GT (see above)
