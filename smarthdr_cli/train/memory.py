@@ -10,11 +10,12 @@ would not fit.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
+
+from smarthdr_cli.machine import available_memory
 
 # Peak resident growth per patch over the bytes autograd saves per patch, measured on the CPU
 # with 64 px patches (bench/README.md, "memory per step"): tiny 2.3, small 2.3, full 2.1. The
@@ -53,13 +54,7 @@ def available_bytes(device: torch.device) -> int | None:
     """Memory a step can still take: free GPU memory, or the kernel's MemAvailable; None if unknown."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return available_memory()
 
 
 def _gib(n: float) -> str:
