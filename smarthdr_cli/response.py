@@ -231,17 +231,11 @@ def _measured_toe(curve: np.ndarray, transfers: list[tuple[np.ndarray, np.ndarra
             sums[z] += w * np.interp(t, grid, out) * inverse
             weights[z] += w
         out[z] = sums[z] / weights[z] if weights[z] > 0 else np.nan
-    seen = np.nonzero(np.isfinite(out[: top]) & (weights[: top] > 0))[0]
+    seen = np.nonzero(weights[:top] > 0)[0]  # only codes above the black were read
     out[: black + 1] = 0.0
-    if len(seen):
-        lowest = int(seen[0])
-        between = np.arange(black + 1, top)
-        known = np.concatenate([[black], seen, [top]]).astype(np.float64)
-        values = np.concatenate([[0.0], out[seen], [out[top]]])
-        out[between] = np.interp(between, known, values)
-        out[black + 1 : lowest] = out[lowest] * (np.arange(black + 1, lowest) - black) / max(lowest - black, 1)
-    else:
-        out[black + 1 : top] = out[top] * (np.arange(black + 1, top) - black) / max(top - black, 1)
+    between = np.arange(black + 1, top)
+    known = np.concatenate([[black], seen, [top]]).astype(np.float64)
+    out[between] = np.interp(between, known, np.concatenate([[0.0], out[seen], [out[top]]]))
     return np.minimum.accumulate(out[::-1])[::-1]
 
 
