@@ -215,7 +215,8 @@ def _measured_toe(curve: np.ndarray, transfers: list[tuple[np.ndarray, np.ndarra
     the code where the curve reaches TOE_LEVEL, each code's exposure is read from where its
     pixels land in longer frames (`f(z) = f(tau(z)) / ratio`, coded from the top down so that
     every tau is already known): the mean exposure of the pixels that show that code. Codes at
-    or below a found `black` are 0; codes never seen ramp linearly to 0 below the darkest seen.
+    or below a found `black` are 0; codes never read are interpolated between their neighbours
+    (and 0 at the black).
     """
     out = curve.astype(np.float64).copy()
     top = int(np.argmax(out >= TOE_LEVEL))
@@ -228,10 +229,12 @@ def _measured_toe(curve: np.ndarray, transfers: list[tuple[np.ndarray, np.ndarra
                 by_code.setdefault(int(z), []).append((float(t), float(np.exp(-ratio)), float(w * _hat(np.asarray(t)))))
     for z in range(top - 1, black, -1):
         for t, inverse, w in by_code.get(z, []):
-            sums[z] += w * np.interp(t, grid, out) * inverse
-            weights[z] += w
+            value = np.interp(t, grid, out)
+            if np.isfinite(value):  # not landing beside a code no pixel showed
+                sums[z] += w * value * inverse
+                weights[z] += w
         out[z] = sums[z] / weights[z] if weights[z] > 0 else np.nan
-    seen = np.nonzero(weights[:top] > 0)[0]  # only codes above the black were read
+    seen = np.nonzero(weights[:top] > 0)[0]  # codes read from finite values, all above the black
     out[: black + 1] = 0.0
     between = np.arange(black + 1, top)
     known = np.concatenate([[black], seen, [top]]).astype(np.float64)
