@@ -248,9 +248,9 @@ def calibrate(images: Sequence[np.ndarray], exposures: Sequence[float]) -> Respo
     The curve is fitted to brightness transfer functions between the frames' histograms
     (`_transfers`, `_fit_log_curve`), not to sampled pixels: histograms need no registration and
     ignore what moved, and they average every pixel instead of a few hundred. On brackets of
-    real HDR photographs through the project's camera model (issue 13 note of 2026-12-02) this
-    took the log error of the curve from 0.25-0.57 (OpenCV's CalibrateDebevec on 300 samples) to
-    about 0.15. A camera applies one tone curve to all three channels after white balance, so
+    real HDR photographs through the project's camera model (bench/response_calibration.py) this
+    took the mean log error of the curve from 0.29-1.21 (OpenCV's CalibrateDebevec on 300
+    samples) to 0.06-0.11 wherever anything moved; on static tripod brackets the two are close. A camera applies one tone curve to all three channels after white balance, so
     the channels' transfers are fitted together. The dark end is then measured from longer
     frames (`_measured_toe`); a black offset that piles up in the shortest frame
     (`black_level`) maps to 0 and is reported.
