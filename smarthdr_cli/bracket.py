@@ -37,6 +37,9 @@ class Bracket:
     exposure_seconds: np.ndarray | None = None
     gamma: float = GAMMA
     bits: int = 8  # quantisation of the source frames: the noise floor of the ghost test
+    # Per frame, whether alignment resampled it (empty: none was): a warped frame carries its
+    # residual misregistration and resampling blur, which `classic` weighs at edges.
+    warped: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         self.exposures = np.asarray(self.exposures, dtype=np.float64)

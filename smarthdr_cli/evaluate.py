@@ -89,7 +89,7 @@ def evaluate(settings: EvaluateSettings, progress: Progress | None = None, note:
     rows = []
     for number, source in enumerate(sources):
         scene = read_scene(source, settings.read)
-        bracket = Bracket(images=scene.frames, exposures=scene.exposures, reference=1, names=[p.name for p in source.frames])
+        bracket = Bracket(images=scene.frames, exposures=scene.exposures, reference=1, names=[p.name for p in source.frames], bits=scene.bits, warped=scene.warped)
         began = time.perf_counter()
         result = backend.merge(bracket)
         seconds = time.perf_counter() - began

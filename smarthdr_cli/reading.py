@@ -291,6 +291,7 @@ def read_bracket(
         exposure_seconds=np.asarray(times_used),
         gamma=GAMMA,
         bits=bits,
+        warped=tuple(any(fit.applied for i, fit in zip(others, fits) if i == index) for index in range(len(images))),
     )
     reference_info = infos_used[ref]
     reference_seconds = reference_info.exposure_time

@@ -85,3 +85,22 @@ def test_evaluate_table_and_errors(test_split: Path, tmp_path: Path, runner) -> 
         assert result.exit_code == 2, result.output
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], result.output
+
+
+def test_evaluate_merges_what_merge_merges(tmp_path: Path, runner) -> None:
+    """evaluate scores the image `smarthdr merge` writes for the same frames: a 16-bit scene is
+    merged as 16 bits (an earlier evaluate gave every scene classic's 8-bit noise floor, which
+    on a low-noise camera is most of the noise it assumes)."""
+    generate(tmp_path / "data", SynthSettings(seed=5, height=96, width=128, split={"test": 1}, noise=0.0003, shot_gain=0.00005))
+    test_split = tmp_path / "data" / "test"
+    scene = next(p for p in test_split.iterdir() if p.is_dir())
+    result = runner.invoke(app, ["evaluate", str(test_split), "--backend", "classic", "--json", "-q", "--save-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    seconds = ",".join(f"{2.0 ** float(v):g}" for v in (scene / "exposure.txt").read_text().split())
+    out = tmp_path / "merged.exr"
+    frames = [str(scene / f"input_{i}.tif") for i in (1, 2, 3)]
+    merged = runner.invoke(app, ["merge", *frames, "--exposures", seconds, "--reference", "2", "--response", "gamma",
+                                 "--align", "none", "--backend", "classic", "-o", str(out), "-q"])
+    assert merged.exit_code == 0, merged.output
+    ours, theirs = read_hdr(tmp_path / f"{scene.name}.exr"), read_hdr(out)
+    assert np.allclose(ours, theirs, rtol=2e-3, atol=1e-6), float(np.max(np.abs(ours - theirs)))

@@ -74,6 +74,8 @@ class Scene:
     gt: np.ndarray | None = None
     gt_scale: float = 1.0
     notes: list[str] = field(default_factory=list)
+    bits: int = 8  # the source frames' quantisation: what `classic`'s noise floor assumes
+    warped: tuple[bool, ...] = ()  # which frames alignment resampled (Bracket.warped)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -194,7 +196,7 @@ def read_scene(source: SceneSource, settings: ReadSettings = ReadSettings(), not
         raise type(exc)(f"scene {source.name}: {exc}") from None
     if len(bracket) != 3 or bracket.reference != 1:
         raise BracketError(f"scene {source.name}: training needs 3 frames with the middle exposure as reference")
-    scene = Scene(source.name, [np.asarray(i, dtype=np.float32) for i in bracket.images], bracket.exposures.astype(np.float32))
+    scene = Scene(source.name, [np.asarray(i, dtype=np.float32) for i in bracket.images], bracket.exposures.astype(np.float32), bits=bracket.bits, warped=bracket.warped)
     if source.gt is not None:
         gt = read_hdr(source.gt).astype(np.float32)
         if gt.shape[:2] != scene.shape:
