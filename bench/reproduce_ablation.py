@@ -14,7 +14,8 @@ since L^k reaches the trunk through the prediction it weighs): rows ii-vii then 
 adapting a network), row i runs the same number of supervised epochs from it, so every row gets
 the same steps and a fresh Adam at the start of its second stage. "sup" runs warm-up + semi
 epochs supervised from scratch on all scenes. Each finished run is appended to
-`WORK/runs-detach.jsonl` (`runs-through.jsonl` with `--judge-gradient through`); running the
+`WORK/runs-detach.jsonl` (`runs-through.jsonl` with `--judge-gradient through`, `runs-kw0.01-rank-detach.jsonl`
+with `--k-weight 0.01 --normalisation rank`: a variant has its own runs, warm-ups and results file); running the
 script again skips what is there (a crash loses one run; a cut-short warm-up resumes).
 `--jobs` runs that many trainings side by side, each on one CPU thread.
 
@@ -103,11 +104,19 @@ def _flags(args: argparse.Namespace, seed: int) -> dict:
         "cache_dir": str(args.work / "cache"), "seed": seed, "batch": args.batch, "lr": args.lr, "ema_alpha": args.ema_alpha, "patch": args.patch,
         "stride": args.stride, "steps_per_epoch": args.steps_per_epoch or None, "perceptual": args.perceptual, "model": args.model,
         "model_config": MINI if args.model == "mini" else None, "detach_judge": args.judge_gradient == "detach", "threads": args.threads_per_job,
+        "k_weight": args.k_weight, "normalisation": args.normalisation,
     }
 
 
+def variant(args: argparse.Namespace, warmup: bool = False) -> str:
+    """What names this call's runs apart from the seed's settings: "-kw0.01", "-rank" (a
+    warm-up is supervised, so only the k-weight names it); "" with the defaults."""
+    tag = f"-kw{args.k_weight:g}" if args.k_weight != 1.0 else ""
+    return tag if warmup or args.normalisation == "global" else f"{tag}-{args.normalisation}"
+
+
 def warmup_dir(args: argparse.Namespace, seed: int, k: bool) -> Path:
-    return args.work / "runs" / f"warmup-k{int(k)}-{args.judge_gradient}-seed{seed}"
+    return args.work / "runs" / f"warmup-k{int(k)}{variant(args, warmup=True) if k else ''}-{args.judge_gradient}-seed{seed}"
 
 
 def run_warmup(seed: int, k: bool, data: dict[str, Path], args: argparse.Namespace) -> Path:
@@ -143,7 +152,7 @@ def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace
     if row == "i+k":
         flags["uncertainty_loss"] = True
     config = resolve(None, flags, "i" if row in ("sup", "i+k") else row)
-    run = args.work / "runs" / f"{row}-{args.judge_gradient}-seed{seed}"
+    run = args.work / "runs" / f"{row}{variant(args)}-{args.judge_gradient}-seed{seed}"
     shutil.rmtree(run, ignore_errors=True)
     began = time.perf_counter()
     result = train(config, run)
@@ -154,7 +163,8 @@ def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace
     gaps = [r["teacher_minus_student_psnr_mu"] for r in semi if "teacher_minus_student_psnr_mu" in r]
     return {
         "row": row, "seed": seed, "psnr_mu": scores["mean"]["psnr_mu"], "ssim_mu": scores["mean"]["ssim_mu"], "psnr_l": scores["mean"]["psnr_l"],
-        "judge_gradient": args.judge_gradient, "kept_fraction": last.get("kept_fraction"), "patch_kept_fraction": last.get("patch_kept_fraction"),
+        "judge_gradient": args.judge_gradient, "k_weight": args.k_weight, "normalisation": args.normalisation,
+        "kept_fraction": last.get("kept_fraction"), "patch_kept_fraction": last.get("patch_kept_fraction"),
         "pixel_kept_fraction": last.get("pixel_kept_fraction"), "teacher_minus_student_first": gaps[0] if gaps else None,
         "teacher_minus_student_last": gaps[-1] if gaps else None, "teacher_minus_student_mean": statistics.mean(gaps) if gaps else None,
         "k_to_r_grad_ratio_last": last.get("k_to_r_grad_ratio"), "train_seconds": round(trained, 1),
@@ -209,12 +219,15 @@ def main() -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=40, help="0: one pass over the patches")
     parser.add_argument("--judge-gradient", choices=("detach", "through"), default="detach",
                         help="detach (default): F_att reaches the judge detached; through: L^k also reaches the trunk through F_att (the first version)")
+    parser.add_argument("--k-weight", type=float, default=1.0, help="weight of L^k (train --k-weight); not 1: its own warm-ups, runs and results file")
+    parser.add_argument("--normalisation", default="global", help="train --normalisation for every row; not global: its own runs and results file")
     parser.add_argument("--perceptual", action="store_true", help="with the VGG-16 loss (downloads its weights once)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings side by side")
     parser.add_argument("--threads-per-job", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("ablation-work"))
-    parser.add_argument("--out", type=Path, default=RESULTS / "ablation.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/ablation<variant>.json")
     args = parser.parse_args()
+    args.out = args.out or RESULTS / f"ablation{variant(args)}.json"
     args.warmup_epochs = args.warmup_epochs if args.warmup_epochs is not None else max(1, round(50 * args.scale))
     args.semi_epochs = args.semi_epochs if args.semi_epochs is not None else max(1, round(25 * args.scale))
     args.work = args.work.resolve()
@@ -224,7 +237,7 @@ def main() -> None:
         data = {"labeled": args.labeled, "unlabeled": args.unlabeled, "test": args.test, "supervised": args.supervised or args.labeled}
     else:
         data = make_synthetic(args.work, args.scale)
-    log = RunLog(args.work / f"runs-{args.judge_gradient}.jsonl")
+    log = RunLog(args.work / f"runs{variant(args)}-{args.judge_gradient}.jsonl")
     runs = log.runs
     todo = [(row, seed) for row in args.rows for seed in range(args.seeds) if (row, seed) not in log.done()]
     began = time.perf_counter()
