@@ -82,3 +82,41 @@ def test_row_bands_give_the_same_result_as_one_band(dynamic_scene, monkeypatch):
     banded = ClassicBackend().merge(bracket)
     assert np.allclose(whole.hdr, banded.hdr, rtol=1e-6, atol=1e-9)
     assert whole.notes == banded.notes
+
+
+def _close(table: np.ndarray, where: np.ndarray, exact: np.ndarray, steps: bool) -> bool:
+    looked_up = table.take(where)
+    near = np.isclose(looked_up, exact, rtol=2e-3, atol=1e-6)
+    if not steps:
+        return bool(near.all())
+    # The quantisation-step table is itself piecewise constant (1/512 apart): a value within a
+    # grid step of one of its jumps may land on the other side, a jump of about 1%, nowhere more.
+    return bool(near.mean() > 0.99 and np.allclose(looked_up, exact, rtol=3e-2, atol=1e-6))
+
+
+@pytest.mark.parametrize("steps", [False, True])
+def test_tabulated_functions_match_their_formulas_between_grid_values(steps):
+    """The merge looks its per-pixel functions up on a grid; at values between grid points (any
+    3x3 mean) the lookup must agree with the formula to far below the noise it models, on a
+    frame with a lifted black floor, with and without an 8-bit quantisation-step table."""
+    import smarthdr_backends.classic as classic
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0.0, 1.0, 200_000).astype(np.float32)
+    table = np.linspace(0.002, 0.02, classic.STEP_GRID.size, dtype=np.float32) if steps else None
+    noise = classic.Noise(ldr=0.004, linear=0.0008, steps=table)
+    floor = classic.Floor(np.array([0.03, 0.04, 0.05], np.float32), np.array([0.05, 0.06, 0.07], np.float32))
+    tables = classic._tables(4.0, noise, floor, 2.2, classic.GREY_FROM)
+    where = classic._grid_index(values)
+    none = np.zeros(values.shape, dtype=bool)
+    for channel in range(3):
+        plane = classic._plane(floor, channel)
+        low, high = classic._interval(values, none, none, 4.0, noise, plane, 2.2)
+        _, high_floored = classic._interval(values, none, ~none, 4.0, noise, plane, 2.2)
+        bounds = tables.bounds[channel]
+        for looked_up, exact in ((bounds.low, low), (bounds.high, high), (bounds.high_floored, high_floored)):
+            assert _close(looked_up, where, exact, steps)
+    assert _close(tables.variance, where, classic._variance(values, noise, 2.2), steps)
+    dark = classic._dark_weight(values, floor, noise)
+    assert np.allclose(tables.weight.take(where), classic._saturation_weight(values) * dark, atol=2e-3)
+    assert np.allclose(tables.trust.take(where), classic._colour_trust(values), atol=2e-3)
