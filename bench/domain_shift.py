@@ -26,6 +26,9 @@ seeds, and the paired recipe-minus-row differences) goes to bench/results/domain
 
     python bench/domain_shift.py --work DIR              # about 90 min on 2 cores
     python bench/domain_shift.py --work DIR --scale 0.1 --seeds 1   # a quick look
+    python bench/domain_shift.py --work DIR --k-weight 0.01 --normalisation rank
+        # a variant of both fine-tunes: its own runs (WORK/runs-kw0.01-rank.jsonl) and results
+        # file (bench/results/domain_shift-kw0.01-rank.json); the fixed rows are scored again
 """
 from __future__ import annotations
 
@@ -90,6 +93,12 @@ def score(weights: Path | None, backend: str, data: dict[str, Path], args: argpa
     return scores
 
 
+def variant(args: argparse.Namespace) -> str:
+    """What names a call's runs and results apart from the seed's settings ("" with them)."""
+    tag = f"-kw{args.k_weight:g}" if args.k_weight != 1.0 else ""
+    return tag if args.normalisation == "global" else f"{tag}-{args.normalisation}"
+
+
 def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace) -> dict:
     from smarthdr_cli.train.config import resolve
     from smarthdr_cli.train.loop import train
@@ -99,11 +108,12 @@ def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace
         "seed": seed, "batch": args.batch, "lr": args.lr, "ema_alpha": args.ema_alpha, "patch": args.patch, "stride": args.stride,
         "steps_per_epoch": args.steps_per_epoch, "perceptual": False, "align": args.align, "threads": args.threads_per_job,
         "warmup_epochs": 0, "semi_epochs": args.epochs, "uncertainty_loss": True,
+        "k_weight": args.k_weight, "normalisation": args.normalisation,
     }
     if row == "recipe":
         flags["unlabeled"] = str(data["B-unlabeled"])
     config = resolve(None, flags, "vii" if row == "recipe" else "i")
-    run = args.work / "runs" / f"{row}-seed{seed}"
+    run = args.work / "runs" / f"{row}{variant(args)}-seed{seed}"
     shutil.rmtree(run, ignore_errors=True)
     began = time.perf_counter()
     result = train(config, run)
@@ -113,7 +123,7 @@ def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace
     gaps = [r["teacher_minus_student_psnr_mu"] for r in semi if "teacher_minus_student_psnr_mu" in r]
     return {
         "row": row, "seed": seed, "scores": score(result.final, "cpu", data, args), "train_seconds": round(trained, 1),
-        "kept_fraction": last.get("kept_fraction"), "teacher_minus_student_mean": statistics.mean(gaps) if gaps else None,
+        "k_weight": args.k_weight, "normalisation": args.normalisation, "kept_fraction": last.get("kept_fraction"), "teacher_minus_student_mean": statistics.mean(gaps) if gaps else None,
         "teacher_minus_student_last": gaps[-1] if gaps else None,
     }
 
@@ -193,8 +203,11 @@ def main() -> None:
     parser.add_argument("--align", default="homography")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads-per-job", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "domain_shift.json")
+    parser.add_argument("--k-weight", type=float, default=1.0, help="train --k-weight for both fine-tunes; not 1: its own runs and results file")
+    parser.add_argument("--normalisation", default="global", help="train --normalisation (the recipe's masks); not global: its own runs and results file")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/domain_shift<variant>.json")
     args = parser.parse_args()
+    args.out = args.out or RESULTS / f"domain_shift{variant(args)}.json"
     args.work = args.work.resolve()
     args.epochs = args.epochs if args.epochs is not None else max(1, round(10 * args.scale))
     counts = {"A-labeled": 40, "B-unlabeled": 48, "B-test": 15, "A-test": 15}
@@ -202,7 +215,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     data = make_data(args.work, counts, args.height, args.width)
 
-    log = RunLog(args.work / "runs.jsonl")
+    log = RunLog(args.work / f"runs{variant(args)}.jsonl")
     runs, done = log.runs, log.done()
     began = time.perf_counter()
 
