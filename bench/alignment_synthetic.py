@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from ship_weights import TEST_CLASSES
 
-from common import machine, write_results
+from common import corner_error, machine, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "alignment_synthetic.json"
 
@@ -35,12 +35,6 @@ def true_warp(move: dict, height: int, width: int) -> np.ndarray:
     to_centre, back = np.eye(3), np.eye(3)
     to_centre[:2, 2], back[:2, 2] = [-centre[0], -centre[1]], centre
     return matrix @ back @ tilt @ to_centre
-
-
-def corner_error(fitted: np.ndarray, truth: np.ndarray, height: int, width: int) -> float:
-    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], dtype=np.float64)
-    a, b = corners @ fitted.T, corners @ truth.T
-    return float(np.max(np.linalg.norm(a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:], axis=1)))
 
 
 def main() -> None:

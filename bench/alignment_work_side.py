@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine, write_results
+from common import corner_error, machine, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "alignment_work_side.json"
 HERE = Path(__file__).resolve().parent
@@ -34,12 +34,6 @@ def true_warp(index: int, width: int, height: int) -> np.ndarray:
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), (index - 1) * 0.05, 1.0)
     matrix[:, 2] += (index - 1) * 1.5
     return np.vstack([matrix, [0.0, 0.0, 1.0]])
-
-
-def corner_error(fitted: np.ndarray, truth: np.ndarray, width: int, height: int) -> float:
-    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], dtype=np.float64)
-    a, b = corners @ fitted.T, corners @ truth.T
-    return float(np.max(np.linalg.norm(a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:], axis=1)))
 
 
 def main() -> None:
@@ -68,7 +62,7 @@ def main() -> None:
             results = align.estimate_all(bracket.images[reference], float(bracket.exposures[reference]), moving, args.mode, bracket.gamma)
             seconds.append(time.perf_counter() - began)
         frames = [i for i in range(3) if i != reference]
-        errors = [corner_error(r.matrix if r.applied else np.eye(3), true_warp(i, width, height), width, height) for r, i in zip(results, frames)]
+        errors = [corner_error(r.matrix if r.applied else np.eye(3), true_warp(i, width, height), height, width) for r, i in zip(results, frames)]
         rows.append({"work_side": side, "seconds": statistics.median(seconds), "all_seconds": [round(s, 2) for s in seconds],
                      "corner_error_px": errors, "reasons": [r.reason for r in results]})
         print(f"work side {side:5d}: {statistics.median(seconds):6.2f} s, corner error {', '.join(f'{e:.2f}' for e in errors)} px "

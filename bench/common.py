@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cpu_model() -> str:
@@ -98,3 +102,13 @@ class RunLog:
         with self.path.open("a") as out:
             out.write(json.dumps(result) + "\n")
         print(json.dumps(result), flush=True)
+
+
+def corner_error(fitted: np.ndarray, truth: np.ndarray, height: int, width: int) -> float:
+    """Largest distance over the four image corners between where two warps (3x3, reference ->
+    frame) put them, in px: how far a fitted alignment is from the true motion."""
+    import numpy as np
+
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], dtype=np.float64)
+    a, b = corners @ fitted.T, corners @ truth.T
+    return float(np.max(np.linalg.norm(a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:], axis=1)))
