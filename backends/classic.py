@@ -135,11 +135,6 @@ class Floor:
     level: np.ndarray
     edge: np.ndarray
 
-    @staticmethod
-    def none() -> Floor:
-        zero = np.zeros(3, dtype=np.float32)
-        return Floor(zero, zero)
-
 
 def _pow(values: np.ndarray, power: float) -> np.ndarray:
     """`values ** power` for non-negative float32 arrays through OpenCV (SIMD, threaded): numpy's
@@ -492,16 +487,13 @@ def _merge_rows(
     reference: int,
     noises: Sequence[Noise],
     gamma: float,
-    floors: Sequence[Floor] | None = None,
-    grey_from: float = GREY_FROM,
-    registrations: Sequence[float] | None = None,
-    tables: Sequence[_Tables] | None = None,
+    floors: Sequence[Floor],
+    tables: Sequence[_Tables],
+    registrations: Sequence[float],
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Merge one band of rows (with its halo); returns the HDR band and the frames' keep maps.
     Colour arrays are updated in place: with two bands in flight their temporaries were most of
     a 12 MP merge's memory."""
-    floors = floors or [Floor.none()] * len(images)
-    tables = tables or [_tables(t, n, f, gamma, grey_from) for t, n, f in zip(exposures, noises, floors)]
     keeps = consistency(images, reference, noises, floors, tables)
     shape = images[0].shape[:2]
     total = np.zeros(images[0].shape, dtype=np.float32)
@@ -510,14 +502,14 @@ def _merge_rows(
     trust = np.ones(shape, dtype=np.float32)  # how far from clipping the shortest agreeing frame is
     seen = np.zeros(shape, dtype=bool)
     darkest = np.full(images[0].shape, np.nan, dtype=np.float32)  # longest agreeing frame at its floor
-    for index, (image, exposure, keep, table) in enumerate(zip(images, exposures, keeps, tables)):
+    for image, exposure, keep, table, registration in zip(images, exposures, keeps, tables, registrations):
         radiance = _pow(image, gamma)
         radiance *= np.float32(1.0 / exposure)
         brightest = _grid_index(channel_max(image))  # once: three weights read it
         dark = table.dark.take(brightest)
         weight = table.weight.take(brightest)
         weight *= keep
-        weight *= _precision(image, exposure, table, registrations[index] if registrations else 0.0)
+        weight *= _precision(image, exposure, table, registration)
         weight_sum += weight
         agrees = keep > 0.5
         np.copyto(trust, table.trust.take(brightest), where=agrees & ~seen)
@@ -630,8 +622,7 @@ class ClassicBackend:
             bottom = min(height, top + BAND_ROWS)
             start, stop = max(0, top - HALO_ROWS), min(height, bottom + HALO_ROWS)
             band, keeps = _merge_rows(
-                [im[start:stop] for im in images], exposures, bracket.reference, noises, bracket.gamma, floors,
-                grey_from, registrations, tables,
+                [im[start:stop] for im in images], exposures, bracket.reference, noises, bracket.gamma, floors, tables, registrations
             )
             hdr[top:bottom] = band[top - start : bottom - start]
             return [float((1.0 - keep[top - start : bottom - start]).sum()) for keep in keeps]

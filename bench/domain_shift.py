@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from reproduce_ablation import margin
+from reproduce_ablation import margin, variant
 from ship_weights import REPO, SHARED, link_sources
 
 from common import RunLog, machine
@@ -91,12 +91,6 @@ def score(weights: Path | None, backend: str, data: dict[str, Path], args: argpa
                                            read=_read(args.align), threads=args.threads_per_job))
         scores[camera] = {"mean": result["mean"], "reference": result["reference"]}
     return scores
-
-
-def variant(args: argparse.Namespace) -> str:
-    """What names a call's runs and results apart from the seed's settings ("" with them)."""
-    tag = f"-kw{args.k_weight:g}" if args.k_weight != 1.0 else ""
-    return tag if args.normalisation == "global" else f"{tag}-{args.normalisation}"
 
 
 def run_row(row: str, seed: int, data: dict[str, Path], args: argparse.Namespace) -> dict:

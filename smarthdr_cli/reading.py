@@ -276,10 +276,12 @@ def read_bracket(
 
     normalised = exposure.normalise(times_used)
     alignment_notes = []
+    warped = [False] * len(images)
     others = [index for index in range(len(images)) if index != ref]
     fits = align.estimate_all(images[ref], normalised[ref], [(images[i], normalised[i]) for i in others], options.align)
     for index, fit in zip(others, fits):
         images[index] = align.warp(images[index], fit)
+        warped[index] = fit.applied
         alignment_notes.append(f"{paths_used[index].name}: {fit.reason}")
         note(f"align {paths_used[index].name}: {fit.reason}")  # also when kept in place: say so
 
@@ -291,7 +293,7 @@ def read_bracket(
         exposure_seconds=np.asarray(times_used),
         gamma=GAMMA,
         bits=bits,
-        warped=tuple(any(fit.applied for i, fit in zip(others, fits) if i == index) for index in range(len(images))),
+        warped=tuple(warped),
     )
     reference_info = infos_used[ref]
     reference_seconds = reference_info.exposure_time
