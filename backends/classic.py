@@ -1,4 +1,4 @@
-"""`classic`: a non-learned merge with reference-guided ghost rejection (numpy + OpenCV filters).
+"""`classic`: a non-learned merge with reference-guided ghost rejection (numpy, OpenCV filters, numba kernels).
 
 Each frame is mapped to radiance by eq. (1), `L_i = x_i ** 2.2 / t_i`, and every frame of the
 bracket is averaged with weights `w(x_i) / var(L_i)`: the inverse variance of the radiance each
@@ -30,6 +30,7 @@ piled there show detail in the next longer frame.
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Iterable, Sequence
@@ -37,7 +38,7 @@ from typing import Callable, ClassVar, Iterable, Sequence
 import numpy as np
 
 from smarthdr_backends.base import Availability, BackendOptions, MergeResult
-from smarthdr_cli.bracket import Bracket, channel_max, every_frame
+from smarthdr_cli.bracket import Bracket, every_frame
 from smarthdr_cli.machine import usable_cores
 
 SATURATION = 0.97  # LDR value (gamma domain) from which a pixel counts as clipped
@@ -148,12 +149,12 @@ def _pow(values: np.ndarray, power: float) -> np.ndarray:
 
 
 def _grid_index(values: np.ndarray) -> np.ndarray:
-    """Each value's nearest entry of VALUE_GRID (rounded and saturated into 16 bits in one OpenCV
-    pass), as numpy's native index type: `take` casts any other first, at 1.8x the cost of each
-    lookup, and most indices are looked up in two or three tables."""
-    import cv2
+    """Each value's nearest entry of VALUE_GRID (rounded half to even, saturated), as numpy's
+    native index type; the kernels round the same way (`classic_kernels._grid`)."""
+    from smarthdr_backends import classic_kernels as kernels
 
-    return cv2.multiply(np.ascontiguousarray(values, dtype=np.float32), float(VALUE_GRID.size - 1), dtype=cv2.CV_16U).astype(np.intp)
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return kernels.grid_index(values.reshape(-1)).reshape(values.shape)
 
 
 @dataclass(frozen=True)
@@ -168,34 +169,54 @@ class _Bounds:
 
 @dataclass(frozen=True)
 class _Tables:
-    """A frame's per-pixel functions of one LDR value, on VALUE_GRID. Looking a band up costs one
-    rounding pass and one gather where evaluating them cost a dozen element-wise passes and
-    several float powers each: they were most of a 12 MP merge's time (bench/README.md)."""
+    """A frame's per-pixel functions of one LDR value, on VALUE_GRID, packed as the compiled
+    kernels read them (`classic_kernels`): looking a pixel up is one rounding and one load where
+    evaluating them cost a dozen element-wise passes and several float powers each."""
 
-    bounds: tuple[_Bounds, ...]  # per channel, of its 3x3 mean
-    variance: np.ndarray  # of the radiance's LDR and sensor noise (`_precision`), of the grey 3x3 mean
-    linear: np.ndarray  # x^g
-    dark: np.ndarray  # `_dark_weight`, of the brightest channel
-    weight: np.ndarray  # `_saturation_weight` x `_dark_weight`, of the brightest channel
-    trust: np.ndarray  # `_colour_trust`, of the brightest channel
+    packed_bounds: np.ndarray  # 3 channels x (low, high, high floored) x grid: `_interval` of each channel's 3x3 mean
+    pointwise: np.ndarray  # (x^g, dark, weight, trust, variance) x grid, rows as in classic_kernels
+
+    @property
+    def bounds(self) -> tuple[_Bounds, ...]:
+        return tuple(_Bounds(*channel) for channel in self.packed_bounds)
+
+    @property
+    def linear(self) -> np.ndarray:  # x^g
+        return self.pointwise[0]
+
+    @property
+    def dark(self) -> np.ndarray:  # `_dark_weight`, of the brightest channel
+        return self.pointwise[1]
+
+    @property
+    def weight(self) -> np.ndarray:  # `_saturation_weight` x `_dark_weight`, of the brightest channel
+        return self.pointwise[2]
+
+    @property
+    def trust(self) -> np.ndarray:  # `_colour_trust`, of the brightest channel
+        return self.pointwise[3]
+
+    @property
+    def variance(self) -> np.ndarray:  # `_variance` of x^g, of the grey 3x3 mean
+        return self.pointwise[4]
 
 
 def _tables(exposure: float, noise: Noise, floor: Floor, gamma: float, grey_from: float) -> _Tables:
     none = np.zeros(VALUE_GRID.shape, dtype=bool)
-    bounds = []
+    bounds = np.empty((3, 3, VALUE_GRID.size), dtype=np.float32)
     for channel in range(3):
         plane = _plane(floor, channel)
-        low, high = _interval(VALUE_GRID, none, none, exposure, noise, plane, gamma)
-        bounds.append(_Bounds(low, high, _interval(VALUE_GRID, none, ~none, exposure, noise, plane, gamma)[1]))
+        bounds[channel, 0], bounds[channel, 1] = _interval(VALUE_GRID, none, none, exposure, noise, plane, gamma)
+        bounds[channel, 2] = _interval(VALUE_GRID, none, ~none, exposure, noise, plane, gamma)[1]
     dark = _dark_weight(VALUE_GRID, floor, noise).astype(np.float32)
-    return _Tables(
-        bounds=tuple(bounds),
-        variance=_variance(VALUE_GRID, noise, gamma),
-        linear=_pow(VALUE_GRID, gamma),
-        dark=dark,
-        weight=(_saturation_weight(VALUE_GRID) * dark).astype(np.float32),
-        trust=_colour_trust(VALUE_GRID, grey_from).astype(np.float32),
-    )
+    pointwise = np.stack([
+        _pow(VALUE_GRID, gamma),
+        dark,
+        (_saturation_weight(VALUE_GRID) * dark).astype(np.float32),
+        _colour_trust(VALUE_GRID, grey_from).astype(np.float32),
+        _variance(VALUE_GRID, noise, gamma),
+    ]).astype(np.float32)
+    return _Tables(packed_bounds=bounds, pointwise=np.ascontiguousarray(pointwise))
 
 
 def _sample(image: np.ndarray) -> np.ndarray:
@@ -352,37 +373,6 @@ def _saturation_weight(brightest: np.ndarray) -> np.ndarray:
     return np.clip((SATURATION - brightest) * np.float32(1.0 / 0.15), 0.0, 1.0)
 
 
-def _precision(image: np.ndarray, exposure: float, tables: _Tables, registration: float = 0.0) -> np.ndarray:
-    """Inverse variance of the radiance `x^g / t` a frame gives at each pixel: `t^2 / var(x^g)`,
-    with the LDR-domain noise carried through the curve, the linear-domain (sensor) noise and the
-    LDR noise's own linear size near black. Weighting by it makes every added frame lower the
-    noise: read-noise-limited frames weigh about `t^2`, LDR-noise-limited ones about `t`.
-    Taken on a 3x3 mean so that a pixel's own noise does not pick its weight.
-
-    `registration` (px, for frames that alignment warped) adds the error of a frame that is
-    off by that much: `(registration * |grad x^g|)^2`. Without it a longer frame's low noise won
-    at every edge and texture, where its residual misalignment and resampling blur are far
-    larger than the reference's noise: on low-noise hand-held brackets the merge came out below
-    the reference frame alone. Flat regions keep the longer frame's noise gain. Frames that
-    were not warped get none: on a registered tripod bracket it only cost noise (4.6 dB on a
-    static synthetic scene)."""
-    import cv2
-
-    grey = cv2.blur((image[..., 0] + image[..., 1] + image[..., 2]) * np.float32(1.0 / 3.0), (3, 3))  # numpy's axis-2 mean is slow
-    index = _grid_index(grey)
-    variance = tables.variance.take(index)
-    if registration > 0:
-        linear = tables.linear.take(index)
-        across = cv2.Sobel(linear, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
-        down = cv2.Sobel(linear, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-        across *= across
-        down *= down
-        across += down
-        across *= np.float32(registration**2)
-        variance += across
-    return np.float32(exposure * exposure) / variance
-
-
 def _variance(grey: np.ndarray, noise: Noise, gamma: float) -> np.ndarray:
     """Variance of `x^g` at LDR value `grey` from the frame's LDR noise carried through the
     curve, its sensor noise, and the LDR noise's own linear size near black."""
@@ -421,10 +411,6 @@ def _dark_weight(brightest: np.ndarray, floor: Floor, noise: Noise) -> np.ndarra
     return weight
 
 
-def _floored(image: np.ndarray, level: np.ndarray | float, noise: Noise) -> np.ndarray:
-    return image <= level + K_SIGMA * noise.ldr
-
-
 def _plane(floor: Floor, channel: int) -> Floor:
     """One channel's floor, shaped to broadcast against that channel's plane."""
     return Floor(floor.level[channel : channel + 1], floor.edge[channel : channel + 1])
@@ -439,42 +425,39 @@ def consistency(
 ) -> list[np.ndarray]:
     """Per frame, a soft [0, 1] map of where it agrees with the reference (1 for the reference).
 
-    One channel at a time: a frame disagrees where any channel does, and every step is per
-    channel, so the band's temporaries are a third of the size they would be on colour images."""
+    A frame disagrees where, in any channel, the `_interval` of its 3x3 mean misses the
+    reference's (`classic_kernels.disagreement`); a mean next to a floored (or clipped) pixel
+    counts as such too. Disagreeing pixels are dropped with a GHOST_DILATION neighbourhood, and
+    the map falls smoothly to 1 around it."""
     import cv2
 
+    from smarthdr_backends import classic_kernels as kernels
+
     box = np.ones((3, 3), np.uint8)
+
+    def observed(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image = images[index]
+        at_floor = floors[index].level.astype(np.float32) + np.float32(K_SIGMA * noises[index].ldr)
+        floored, clipped = np.empty(image.shape, dtype=np.uint8), np.empty(image.shape, dtype=np.uint8)
+        kernels.masks(image, at_floor, SATURATION, floored, clipped)
+        return cv2.blur(image, (3, 3)), cv2.dilate(floored, box), cv2.dilate(clipped, box)
+
     shape = images[0].shape[:2]
-    disagree = [np.zeros(shape, dtype=bool) for _ in images]
-
-    def interval(index: int, channel: int) -> tuple[np.ndarray, np.ndarray]:
-        # `_interval` of the 3x3 means (less noise), from the frame's tables; a mean next to a
-        # clipped (or floored) pixel counts as such too.
-        plane = np.ascontiguousarray(images[index][..., channel])
-        bounds = tables[index].bounds[channel]
-        where = _grid_index(cv2.blur(plane, (3, 3)))
-        low, high = bounds.low.take(where), bounds.high.take(where)
-        floored = cv2.dilate(_floored(plane, floors[index].level[channel], noises[index]).view(np.uint8), box).view(bool)
-        if floored.any():
-            np.copyto(low, np.float32(0.0), where=floored)
-            np.copyto(high, bounds.high_floored.take(where), where=floored)
-        np.copyto(high, np.float32(np.inf), where=cv2.dilate((plane >= SATURATION).view(np.uint8), box).view(bool))
-        return low, high
-
-    for channel in range(3):
-        ref_low, ref_high = interval(reference, channel)
-        for index in range(len(images)):
-            if index != reference:
-                low, high = interval(index, channel)
-                disagree[index] |= (low > ref_high) | (ref_low > high)
+    ref_mean, ref_floored, ref_clipped = observed(reference)
     size = 2 * GHOST_DILATION + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     maps = []
-    for index, different in enumerate(disagree):
+    for index in range(len(images)):
         if index == reference:
             maps.append(np.ones(shape, dtype=np.float32))
             continue
-        ghost = cv2.dilate(different.view(np.uint8), kernel)
+        different = np.empty(shape, dtype=np.uint8)
+        mean, floored, clipped = observed(index)
+        kernels.disagreement(
+            ref_mean, ref_floored, ref_clipped, tables[reference].packed_bounds,
+            mean, floored, clipped, tables[index].packed_bounds, different,
+        )
+        ghost = cv2.dilate(different, kernel)
         keep = 1.0 - cv2.GaussianBlur(ghost.astype(np.float32), (0, 0), GHOST_DILATION)
         keep[ghost > 0] = 0.0
         maps.append(keep)
@@ -492,8 +475,31 @@ def _merge_rows(
     registrations: Sequence[float],
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Merge one band of rows (with its halo); returns the HDR band and the frames' keep maps.
-    Colour arrays are updated in place: with two bands in flight their temporaries were most of
-    a 12 MP merge's memory."""
+
+    Each frame weighs by its saturation and dark ramps, its keep map and its precision, the
+    inverse variance `t^2 / var(x^g)` of the radiance it gives (LDR noise carried through the
+    curve, sensor noise, the LDR noise's own linear size near black), taken on a 3x3 grey mean
+    so that a pixel's own noise does not pick its weight. Read-noise-limited frames weigh about
+    `t^2`, LDR-noise-limited ones about `t`, so every added frame lowers the noise.
+
+    `registrations` (px, for frames that alignment warped) add the error of a frame that is off
+    by that much: `(registration * |grad x^g|)^2`. Without it a longer frame's low noise won at
+    every edge and texture, where its residual misalignment and resampling blur are far larger
+    than the reference's noise: on low-noise hand-held brackets the merge came out below the
+    reference frame alone. Flat regions keep the longer frame's noise gain. Frames that were not
+    warped get none: on a registered tripod bracket it only cost noise (4.6 dB on a static
+    synthetic scene).
+
+    Where every usable frame clips, the estimate is the highest lower bound (the clipped radiance
+    of the shortest agreeing frame); where every one sits at its floor, the lowest upper bound
+    (the longest one's). Highlights turn neutral as the shortest agreeing frame clips: its partly
+    clipped channels (and a JPEG's chroma next to them) carry no colour; blending by how far it
+    has clipped, rather than switching where the last weight reaches 0, keeps the boundary free
+    of speckle."""
+    import cv2
+
+    from smarthdr_backends import classic_kernels as kernels
+
     keeps = consistency(images, reference, noises, floors, tables)
     shape = images[0].shape[:2]
     total = np.zeros(images[0].shape, dtype=np.float32)
@@ -502,46 +508,20 @@ def _merge_rows(
     trust = np.ones(shape, dtype=np.float32)  # how far from clipping the shortest agreeing frame is
     seen = np.zeros(shape, dtype=bool)
     darkest = np.full(images[0].shape, np.nan, dtype=np.float32)  # longest agreeing frame at its floor
+    unused = np.zeros((0, 0), dtype=np.float32)
     for image, exposure, keep, table, registration in zip(images, exposures, keeps, tables, registrations):
-        radiance = _pow(image, gamma)
-        radiance *= np.float32(1.0 / exposure)
-        brightest = _grid_index(channel_max(image))  # once: three weights read it
-        dark = table.dark.take(brightest)
-        weight = table.weight.take(brightest)
-        weight *= keep
-        weight *= _precision(image, exposure, table, registration)
-        weight_sum += weight
-        agrees = keep > 0.5
-        np.copyto(trust, table.trust.take(brightest), where=agrees & ~seen)
-        seen |= agrees
-        # Where every usable frame clips, the best estimate is the highest lower bound: the
-        # clipped radiance of the shortest frame that agrees with the reference.
-        # (The curve is monotone: the brightest channel's radiance is its value's.)
-        bound = table.linear.take(brightest)
-        bound *= np.float32(1.0 / exposure)
-        np.copyto(bound, np.float32(0.0), where=~agrees)
-        np.maximum(fallback, bound, out=fallback)
-        # Where every usable frame sits at its floor, the lowest upper bound: the longest one's.
-        floored = agrees & (dark <= 0)
-        if floored.any():
-            np.copyto(darkest, radiance, where=floored[:, :, None])
-        radiance *= weight[:, :, None]
-        total += radiance
-        del radiance
-    estimate = total
-    estimate /= np.maximum(weight_sum, np.float32(1e-12))[:, :, None]
-    # Highlights turn neutral as the shortest agreeing frame clips: its partly clipped channels
-    # (and a JPEG's chroma next to them) carry no colour. Blending by how far it has clipped,
-    # rather than switching where the last weight reaches 0, keeps the boundary free of speckle.
-    grey = 1.0 - trust
-    level = np.maximum(channel_max(estimate), grey * fallback)
-    hdr = level[:, :, None] - estimate
-    hdr *= grey[:, :, None]
-    hdr += estimate
-    unmeasured = weight_sum <= 0
-    black = unmeasured & (trust > 0) & ~np.isnan(darkest[..., 0])
-    hdr[unmeasured] = fallback[unmeasured][:, None]
-    hdr[black] = darkest[black]
+        grey_mean = cv2.blur(kernels.grey(image), (3, 3))
+        across = down = unused
+        if registration > 0:
+            linear = kernels.grey_linear(grey_mean, table.pointwise)
+            across = cv2.Sobel(linear, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+            down = cv2.Sobel(linear, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+        kernels.accumulate(
+            image, _pow(image, gamma), keep, grey_mean, across, down, registration**2, exposure,
+            table.pointwise, total, weight_sum, fallback, trust, seen, darkest,
+        )
+    hdr = np.empty(images[0].shape, dtype=np.float32)
+    kernels.finish(total, weight_sum, fallback, trust, darkest, hdr)
     return hdr, keeps
 
 
@@ -549,14 +529,14 @@ class ClassicBackend:
     """Exposure-weighted merge of every frame in the linear domain with reference-guided ghost rejection."""
 
     name: ClassVar[str] = "classic"
-    summary: ClassVar[str] = "non-learned weighted merge of every frame with reference-guided ghost rejection (numpy)"
+    summary: ClassVar[str] = "non-learned weighted merge of every frame with reference-guided ghost rejection (numpy, OpenCV, numba)"
     learned: ClassVar[bool] = False
     gives_uncertainty: ClassVar[bool] = False
     parallel_safe: ClassVar[bool] = True
 
     @classmethod
     def availability(cls, options: BackendOptions | None = None) -> Availability:
-        return Availability(True, "always available (numpy and OpenCV)")
+        return Availability(True, "always available (numpy, OpenCV and numba)")
 
     @staticmethod
     def select_frames(count: int, reference: int | None) -> tuple[list[int], int]:
@@ -565,8 +545,20 @@ class ClassicBackend:
 
     def __init__(self, options: BackendOptions | None = None) -> None:
         self.options = options or BackendOptions()
+        self._warming: threading.Thread | None = None
+
+    def prepare(self) -> None:
+        """Start loading the compiled kernels in a thread (`classic_kernels.warm`): ~1 s of
+        Python work in a fresh process. `run_merge` calls this as alignment starts, which runs on
+        one core: started with the decoding instead, it slowed the decoders by 0.5 s at 12 MP."""
+        if self._warming is None:
+            self._warming = threading.Thread(target=_warm_kernels, name="classic-kernels", daemon=True)
+            self._warming.start()
 
     def merge(self, bracket: Bracket) -> MergeResult:
+        self.prepare()
+        assert self._warming is not None
+        self._warming.join()
         # Row bands with a halo wider than every filter's reach keep memory at a few bands'
         # worth of temporaries instead of ~16 full-size images, with identical results.
         images = [np.asarray(image, dtype=np.float32) for image in bracket.images]
@@ -611,25 +603,61 @@ class ClassicBackend:
         floors: Sequence[Floor],
         pool: ThreadPoolExecutor,
     ) -> tuple[np.ndarray, list[list[float]]]:
-        """The merged image, and per band the pixels each frame's keep map dropped."""
+        """The merged image, and per band the pixels each frame's keep map dropped.
+
+        Bands are independent and numpy's element-wise work and the kernels release the GIL:
+        one band per core in flight, so memory stays at a few bands' worth. Each band's rows go
+        into `hdr`, which is one of the frames when the bracket is `disposable`: a band's rows
+        are written there once no band that reads them (itself, and its neighbours through
+        their halos) is still running."""
         height = bracket.shape[0]
-        hdr = np.empty(images[0].shape, dtype=np.float32)
+        into = _writable_frame(images) if bracket.disposable else None
+        hdr = into if into is not None else np.empty(images[0].shape, dtype=np.float32)
+        tops = list(range(0, height, BAND_ROWS))
+        lock = threading.Lock()
+        finished: set[int] = set()
+        waiting: dict[int, np.ndarray] = {}
         registrations = [REGISTRATION_PX if i < len(bracket.warped) and bracket.warped[i] else 0.0 for i in range(len(images))]
         grey_from = GREY_FROM if bracket.bits <= 8 else GREY_FROM_DEEP
         tables = [_tables(t, n, f, bracket.gamma, grey_from) for t, n, f in zip(exposures, noises, floors)]
 
-        def merge_band(top: int) -> list[float]:
+        def merge_band(index: int) -> list[float]:
+            top = tops[index]
             bottom = min(height, top + BAND_ROWS)
             start, stop = max(0, top - HALO_ROWS), min(height, bottom + HALO_ROWS)
             band, keeps = _merge_rows(
                 [im[start:stop] for im in images], exposures, bracket.reference, noises, bracket.gamma, floors, tables, registrations
             )
-            hdr[top:bottom] = band[top - start : bottom - start]
-            return [float((1.0 - keep[top - start : bottom - start]).sum()) for keep in keeps]
+            dropped = [float((1.0 - keep[top - start : bottom - start]).sum()) for keep in keeps]
+            if into is None:
+                hdr[top:bottom] = band[top - start : bottom - start]
+                return dropped
+            with lock:
+                finished.add(index)
+                waiting[index] = band[top - start : bottom - start]
+                for done in [j for j in waiting if finished.issuperset(range(max(0, j - 1), min(len(tops), j + 2)))]:
+                    hdr[tops[done] : tops[done] + BAND_ROWS] = waiting.pop(done)
+            return dropped
 
-        # Bands are independent and numpy's element-wise work releases the GIL: one band per core
-        # in flight (each writes its own rows of `hdr`), so memory stays at a few bands' worth.
-        return hdr, list(pool.map(merge_band, range(0, height, BAND_ROWS)))
+        return hdr, list(pool.map(merge_band, range(len(tops))))
+
+
+def _writable_frame(images: Sequence[np.ndarray]) -> np.ndarray | None:
+    """A frame the merge may overwrite with its result: its own C-contiguous float32 buffer."""
+    assert BAND_ROWS > HALO_ROWS  # a band's rows are read by its neighbours' halos only
+    for image in images:
+        if image.dtype == np.float32 and image.flags.c_contiguous and image.flags.writeable and image.base is None:
+            return image
+    return None
+
+
+def _warm_kernels() -> None:
+    try:
+        from smarthdr_backends import classic_kernels
+
+        classic_kernels.warm()
+    except Exception:  # noqa: BLE001 - the merge calls the kernels itself and reports what fails there
+        pass
 
 
 def _codes(level: np.ndarray) -> str:

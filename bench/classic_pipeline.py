@@ -120,7 +120,8 @@ def stages(paths: list[Path], out: Path) -> dict[str, float]:
                 timings[name] = timings.get(name, 0.0) + time.perf_counter() - began
         return wrapper
 
-    labels = {"_decode": "decode", "check_content": "content check", "_response": "response calibration", "save_hdr": "EXR write"}
+    # check_content runs once per frame, frames side by side: its figure is the sum over frames.
+    labels = {"_decode": "decode", "check_content": "content check (summed over frames)", "_response": "response calibration", "save_hdr": "EXR write"}
     for name, function in real.items():
         setattr(homes[name], name, timed(labels[name], function))
     align.estimate_all = timed("alignment fit", align_estimate)

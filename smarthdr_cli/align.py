@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from smarthdr_cli.bracket import GAMMA, channel_max
+from smarthdr_cli.bracket import GAMMA
 
 AlignMode = Literal["none", "translation", "homography"]
 ALIGN_MODES: tuple[str, ...] = ("none", "translation", "homography")
@@ -69,8 +69,10 @@ def _log_radiance(image: np.ndarray, exposure: float, gamma: float) -> tuple[np.
     """Full-resolution log radiance of the luminance, and where it is well exposed (bool)."""
     import cv2
 
-    grey = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), np.array([[0.2126, 0.7152, 0.0722]], dtype=np.float32))
-    valid = channel_max(image) < 0.95
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    grey = cv2.transform(image, np.array([[0.2126, 0.7152, 0.0722]], dtype=np.float32))
+    below = float(np.nextafter(np.float32(0.95), np.float32(0.0)))  # every channel < 0.95, in one OpenCV pass
+    valid = cv2.inRange(image, (-np.inf,) * 3, (below,) * 3).view(bool)
     valid &= grey > 0.04
     log = np.maximum(grey, np.float32(1e-4), out=grey)  # in place: at 12 MP each full-size array costs
     np.log(log, out=log)  # its page faults, about as much as the arithmetic on it
@@ -291,8 +293,10 @@ def estimate_all(
     """The warp of each (frame, exposure) of `moving` onto `reference`.
 
     The full-resolution work (luminance, log radiance, validity) is done once for the reference
-    and once per frame, and leaves only the work level behind; the fits then run one after
-    another (ECC uses every core itself: two fits side by side were slower at 12 MP).
+    and once per frame, and leaves only the work level behind. The fits then run one after
+    another: side by side (SIFT uses one core) two 12 MP fits took 1.0 s instead of 1.4-1.6 s,
+    but SIFT's pyramid of the doubled work level is ~185 MB a fit, and two at once put the
+    merge's peak memory above OpenCV's (bench/README.md).
 
     `homography` first fits a translation and keeps the homography only where it matches
     clearly better (HOMOGRAPHY_GAIN in correlation): with clipped skies or moving objects the

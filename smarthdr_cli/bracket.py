@@ -40,6 +40,9 @@ class Bracket:
     # Per frame, whether alignment resampled it (empty: none was): a warped frame carries its
     # residual misregistration and resampling blur, which `classic` weighs at edges.
     warped: tuple[bool, ...] = ()
+    # The caller has no further use for the frames' pixels: a merge may write its result into
+    # one of them instead of a new image (at 12 MP that is 146 MB less at the moment memory peaks).
+    disposable: bool = False
 
     def __post_init__(self) -> None:
         self.exposures = np.asarray(self.exposures, dtype=np.float64)

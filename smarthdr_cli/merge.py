@@ -212,7 +212,7 @@ def run_merge(
     check_outputs(settings, files)
     if backend is None:
         backend = create_backend(settings, note)
-    read = read_bracket(paths, settings.read, note, select=frame_selector(backend, settings))
+    read = read_bracket(paths, settings.read, note, select=frame_selector(backend, settings), decoded=getattr(backend, "prepare", None))
     bracket = read.bracket
     report.used = [str(p) for p in read.used]
     report.exposure_seconds = read.exposure_seconds
@@ -223,15 +223,16 @@ def run_merge(
     report.alignment = read.alignment
     backend = _auto_fallback(backend, bracket, settings, note)
     note(f"merging {len(bracket)} frames with {backend.name} (reference {report.reference})")
+    bracket.disposable = True  # `bracket.images` are cleared below, whatever the backend did with them
     reports_progress = progress is not None and "progress" in inspect.signature(backend.merge).parameters
     result = backend.merge(bracket, progress=progress) if reports_progress else backend.merge(bracket)  # type: ignore[call-arg]
     report.notes.extend(result.notes)
     report.backend = backend.name
     report.weights = result.weights_id
-    hdr = result.hdr
-    if hdr.shape != bracket.images[0].shape or not np.isfinite(hdr).all():
+    hdr, shape = result.hdr, bracket.images[0].shape
+    bracket.images.clear()  # the frames are done with: checking and encoding the outputs is where memory would peak
+    if hdr.shape != shape or not np.isfinite(hdr).all():
         raise RuntimeError(f"backend {backend.name} returned an invalid image {hdr.shape}")
-    bracket.images.clear()  # the frames are done with: encoding the outputs is where memory would peak
     _write_outputs(settings, read, result, backend.name)
     report.outputs["hdr"] = str(settings.output)
     if settings.preview is not None:

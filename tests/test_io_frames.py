@@ -76,3 +76,21 @@ def test_raw_metadata_falls_back_to_libraw(shared_data: Path):
     assert arw.source == "exif" and arw.exposure_time == pytest.approx(1 / 400)
     z9 = capture_info(shared_data / "malformed" / "exifpy_nikon_z9_htz_cropped.dng")
     assert z9.exposure_time == pytest.approx(30.0)
+
+
+def test_jpeg_read_directly_and_a_png_named_jpg_still_read(tmp_path: Path):
+    """JPEGs are decoded by Pillow itself; a file named .jpg that holds another format goes
+    through imageio as before, by its content."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "real.jpg", pixels, quality=95)
+    image, bits = read_ldr(tmp_path / "real.jpg")
+    assert bits == 8 and image.shape == (40, 60, 3) and image.dtype == np.float32
+    assert np.array_equal(np.round(image * 255).astype(np.uint8), iio.imread(tmp_path / "real.jpg"))
+    iio.imwrite(tmp_path / "png.png", pixels)
+    (tmp_path / "misnamed.jpg").write_bytes((tmp_path / "png.png").read_bytes())
+    image, bits = read_ldr(tmp_path / "misnamed.jpg")
+    assert bits == 8 and np.array_equal(np.round(image * 255).astype(np.uint8), pixels)
+    grey = rng.integers(0, 256, (30, 20), dtype=np.uint8)
+    iio.imwrite(tmp_path / "grey.jpg", grey, quality=95)
+    assert read_ldr(tmp_path / "grey.jpg")[0].shape == (30, 20, 3)

@@ -93,10 +93,30 @@ def _photometric_name(value: int) -> str:
         return str(value)
 
 
+def _read_jpeg(path: Path) -> np.ndarray | None:
+    """A JPEG's pixels through Pillow itself; None when the file holds another format. imageio's
+    Pillow plugin copied every 12 MP frame twice more (0.33 s a frame against 0.17 s)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.format != "JPEG":
+            return None
+        declared = (image.height, image.width, len(image.getbands()))
+        if math.prod(declared) > 4 * MAX_PIXELS:
+            raise InputError(f"{path}: image too large ({'x'.join(map(str, declared))} declared)")
+        if image.mode in _PILLOW_TO_RGB:
+            return np.asarray(image.convert("RGB"))
+        return np.asarray(image)
+
+
 def _decode(path: Path) -> np.ndarray:
     """Pixels as stored, converted to RGB where the file holds another colour space."""
     import imageio.v3 as iio
 
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        pixels = _read_jpeg(path)
+        if pixels is not None:
+            return pixels
     with iio.imopen(path, "r", legacy_mode=False) as image:  # as iio.imread, but the first image only
         tiff = type(image).__name__ == "TifffilePlugin"
         first = {"index": 0, "page": 0} if tiff else {"index": 0}
