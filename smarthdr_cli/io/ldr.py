@@ -93,6 +93,12 @@ def _photometric_name(value: int) -> str:
         return str(value)
 
 
+def _check_declared(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a declared size before any pixel is decoded: a tiny file may declare a gigantic image."""
+    if math.prod(int(n) for n in shape) > 4 * MAX_PIXELS:
+        raise InputError(f"{path}: image too large ({'x'.join(map(str, shape))} declared)")
+
+
 def _read_jpeg(path: Path) -> np.ndarray | None:
     """A JPEG's pixels through Pillow itself; None when the file holds another format. imageio's
     Pillow plugin copied every 12 MP frame twice more (0.33 s a frame against 0.17 s)."""
@@ -101,9 +107,7 @@ def _read_jpeg(path: Path) -> np.ndarray | None:
     with Image.open(path) as image:
         if image.format != "JPEG":
             return None
-        declared = (image.height, image.width, len(image.getbands()))
-        if math.prod(declared) > 4 * MAX_PIXELS:
-            raise InputError(f"{path}: image too large ({'x'.join(map(str, declared))} declared)")
+        _check_declared(path, (image.height, image.width, len(image.getbands())))
         if image.mode in _PILLOW_TO_RGB:
             return np.asarray(image.convert("RGB"))
         return np.asarray(image)
@@ -120,10 +124,7 @@ def _decode(path: Path) -> np.ndarray:
     with iio.imopen(path, "r", legacy_mode=False) as image:  # as iio.imread, but the first image only
         tiff = type(image).__name__ == "TifffilePlugin"
         first = {"index": 0, "page": 0} if tiff else {"index": 0}
-        # The declared size, before any pixel is decoded: a tiny file may declare a gigantic image.
-        declared = image.properties(**first)
-        if math.prod(int(n) for n in declared.shape) > 4 * MAX_PIXELS:
-            raise InputError(f"{path}: image too large ({'x'.join(map(str, declared.shape))} declared)")
+        _check_declared(path, tuple(image.properties(**first).shape))
         if path.suffix.lower() == ".png":
             return _read_cv2(path, "PNG")
         tags = image.metadata(**first) if tiff else {}
