@@ -46,7 +46,7 @@ K_SIGMA = 3.0  # how many noise standard deviations two frames may disagree by
 RELATIVE_TOLERANCE = 0.12  # exposure-time and response errors of real cameras, in radiance
 GHOST_DILATION = 2  # pixels added around every rejected pixel (object edges, JPEG ringing)
 BAND_ROWS = 128  # rows merged at a time: 256 took 8% more peak memory at 12 MP (above OpenCV's) and no less time
-HALO_ROWS = 16  # > reach of the filters: 3x3 mean and dilation, ghost dilation, Gaussian edge (3 sigma)
+HALO_ROWS = 12  # the filters' reach: 3x3 mean (1) and dilation (1), ghost dilation (2), the ghost map's Gaussian (8)
 GREY_FROM = 0.7  # LDR value of the shortest agreeing 8-bit frame from which highlights start turning neutral
 GREY_FROM_DEEP = 0.9  # ... of a 16-bit or RAW frame, whose channels hold their colour up to clipping
 STEP_GRID = np.linspace(0.0, 1.0, 513, dtype=np.float32)  # LDR values the quantisation step is tabulated at
@@ -653,9 +653,12 @@ def _writable_frame(images: Sequence[np.ndarray]) -> np.ndarray | None:
 
 def _warm_kernels() -> None:
     try:
-        from smarthdr_backends import classic_kernels
+        from smarthdr_backends.numba_start import without_scipy
 
-        classic_kernels.warm()
+        with without_scipy():
+            from smarthdr_backends import classic_kernels
+
+            classic_kernels.warm()
     except Exception:  # noqa: BLE001 - the merge calls the kernels itself and reports what fails there
         pass
 

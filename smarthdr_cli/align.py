@@ -25,6 +25,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from smarthdr_cli.bracket import GAMMA
+from smarthdr_cli.heap import reused_heap
 
 AlignMode = Literal["none", "translation", "homography"]
 ALIGN_MODES: tuple[str, ...] = ("none", "translation", "homography")
@@ -34,7 +35,7 @@ HOMOGRAPHY_GAIN = 0.001  # correlation a homography must add over a translation 
 MIN_SHIFT_PX = 0.5  # below this the frame is already aligned; resampling it would only blur it
 IDENTITY_GAIN = 0.02  # band-pass correlation a warp must add over leaving the frame in place
 IDENTITY_BANDS = (1.0, 4.0)  # Gaussian sigmas (work-level px) of the band-pass that comparison uses
-_WORK_SIDE = 1024  # long side of the finest level the fit runs on
+_WORK_SIDE = 1024  # about the long side of the finest level the fit runs on (see _factor)
 ECC_ITERATIONS = 100  # most ECC iterations per coarse level
 FINEST_ITERATIONS = 25  # ... and at the finest level, where one costs 16x a coarse one; see bench/README.md
 FEATURES = 4000  # SIFT keypoints per frame at the work level
@@ -58,31 +59,37 @@ class Alignment:
 @dataclass(frozen=True)
 class _Level:
     """A frame at the fit's finest level: log radiance, and how much of each work pixel was
-    well exposed (uint8, 255 = all of it). Taken at full resolution with cheap OpenCV passes and
-    reduced once: the pyramid of full-size images was most of alignment's time at 12 MP."""
+    well exposed (uint8, 255 = all of it)."""
 
     log: np.ndarray
     valid: np.ndarray  # uint8 share of valid full-resolution pixels
 
 
+_STRIP_ROWS = 128  # work-level rows per strip of `_pairs`: its full-size temporaries stay in cache
+
+
 def _log_radiance(image: np.ndarray, exposure: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Full-resolution log radiance of the luminance, and where it is well exposed (bool)."""
+    """Log radiance of the luminance of `image` (rows of a frame), and where it is well exposed
+    (uint8, 0 or 255)."""
     import cv2
 
     image = np.ascontiguousarray(image, dtype=np.float32)
     grey = cv2.transform(image, np.array([[0.2126, 0.7152, 0.0722]], dtype=np.float32))
     below = float(np.nextafter(np.float32(0.95), np.float32(0.0)))  # every channel < 0.95, in one OpenCV pass
-    valid = cv2.inRange(image, (-np.inf,) * 3, (below,) * 3).view(bool)
-    valid &= grey > 0.04
-    log = np.maximum(grey, np.float32(1e-4), out=grey)  # in place: at 12 MP each full-size array costs
-    np.log(log, out=log)  # its page faults, about as much as the arithmetic on it
+    valid = cv2.inRange(image, (-np.inf,) * 3, (below,) * 3)
+    valid &= (grey > 0.04).view(np.uint8) * np.uint8(255)
+    log = np.maximum(grey, np.float32(1e-4), out=grey)
+    np.log(log, out=log)
     log *= np.float32(gamma)
     log -= np.float32(np.log(exposure))
     return log, valid
 
 
-def _share(mask: np.ndarray, scale: float) -> np.ndarray:
-    return _resize(mask.view(np.uint8) * np.uint8(255), scale)
+def _factor(height: int, width: int) -> int:
+    """The integer reduction to the work level, whose long side is then within [2/3, 3/2) of
+    _WORK_SIDE: with an integer factor the area reduction is a box mean, the same strip by strip
+    as over the whole frame."""
+    return max(1, round(max(height, width) / _WORK_SIDE))
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
@@ -259,15 +266,51 @@ class _Pair:
     usable: float  # that share at full resolution
 
 
-def _pair(ref_log: np.ndarray, ref_valid: np.ndarray, ref: _Level, moving: np.ndarray, exposure: float, gamma: float, scale: float) -> _Pair:
-    mov_log, mov_valid = _log_radiance(moving, exposure, gamma)
-    valid = ref_valid & mov_valid
-    mov = _Level(_resize(mov_log, scale), _share(mov_valid, scale))
-    # Pixels valid in the reference but clipped in the moving frame take the reference's value,
-    # so clipping does not pull the fit; the mask restricts the fit to mutually valid pixels.
-    fill = mov_log if scale < 1.0 else mov_log.copy()  # unreduced, mov.log is mov_log itself
-    np.copyto(fill, ref_log, where=~mov_valid)
-    return _Pair(ref, mov, _resize(fill, scale), _share(valid, scale), float(valid.mean()))
+def _pairs(reference: np.ndarray, ref_exposure: float, moving: Sequence[tuple[np.ndarray, float]], gamma: float, factor: int) -> list[_Pair]:
+    """The work level of the reference and of each moving frame, in one pass over strips of rows.
+
+    Full-size log radiance and validity exist for one strip at a time (_STRIP_ROWS work rows, a
+    few MB), never for whole frames: at 12 MP each whole-frame temporary cost its page faults,
+    about as much as the arithmetic on it (0.57 s for a 3-frame bracket, 0.18 s in strips;
+    bench/README.md, classic_pipeline). The fit sees the frames cropped to a multiple of
+    `factor`: at most factor - 1 columns and rows at the right and bottom edges go unseen.
+    """
+    import cv2
+
+    height, width = reference.shape[:2]
+    rows, columns = height // factor, width // factor
+    ref = _Level(np.empty((rows, columns), np.float32), np.empty((rows, columns), np.uint8))
+    levels = [_Level(np.empty((rows, columns), np.float32), np.empty((rows, columns), np.uint8)) for _ in moving]
+    filled = [np.empty((rows, columns), np.float32) for _ in moving]
+    both = [np.empty((rows, columns), np.uint8) for _ in moving]
+    counts = [0] * len(moving)
+
+    def reduce(strip: np.ndarray, out: np.ndarray) -> None:
+        if factor == 1:
+            out[...] = strip
+        else:
+            cv2.resize(strip, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)
+
+    crop = slice(0, columns * factor)
+    for first in range(0, rows, _STRIP_ROWS):
+        last = min(first + _STRIP_ROWS, rows)
+        strip = slice(first * factor, last * factor)
+        ref_log, ref_valid = _log_radiance(reference[strip, crop], ref_exposure, gamma)
+        reduce(ref_log, ref.log[first:last])
+        reduce(ref_valid, ref.valid[first:last])
+        for index, (image, exposure) in enumerate(moving):
+            log, valid = _log_radiance(image[strip, crop], exposure, gamma)
+            reduce(log, levels[index].log[first:last])
+            reduce(valid, levels[index].valid[first:last])
+            mutual = cv2.bitwise_and(ref_valid, valid)
+            counts[index] += cv2.countNonZero(mutual)
+            reduce(mutual, both[index][first:last])
+            # Pixels valid in the reference but clipped in the moving frame take the reference's
+            # value, so clipping does not pull the fit; the mask restricts it to mutually valid pixels.
+            np.copyto(log, ref_log, where=valid == 0)
+            reduce(log, filled[index][first:last])
+    pixels = rows * columns * factor * factor
+    return [_Pair(ref, level, fill, share, count / pixels) for level, fill, share, count in zip(levels, filled, both, counts)]
 
 
 def estimate(
@@ -292,8 +335,8 @@ def estimate_all(
 ) -> list[Alignment]:
     """The warp of each (frame, exposure) of `moving` onto `reference`.
 
-    The full-resolution work (luminance, log radiance, validity) is done once for the reference
-    and once per frame, and leaves only the work level behind. The fits then run one after
+    The full-resolution work (luminance, log radiance, validity) is one pass over the frames in
+    strips (`_pairs`), and leaves only the work level behind. The fits then run one after
     another: side by side (SIFT uses one core) two 12 MP fits took 1.0 s instead of 1.4-1.6 s,
     but SIFT's pyramid of the doubled work level is ~185 MB a fit, and two at once put the
     merge's peak memory above OpenCV's (bench/README.md).
@@ -308,12 +351,10 @@ def estimate_all(
     if mode == "none":
         return [Alignment(False, np.eye(3), 0.0, 1.0, "not aligned (--align none)") for _ in moving]
     height, width = reference.shape[:2]
-    scale = min(1.0, _WORK_SIDE / max(height, width))
-    ref_log, ref_valid = _log_radiance(reference, ref_exposure, gamma)
-    ref = _Level(_resize(ref_log, scale), _share(ref_valid, scale))
-    pairs = [_pair(ref_log, ref_valid, ref, image, exposure, gamma, scale) for image, exposure in moving]
-    del ref_log, ref_valid
-    return [_fit_pair(pair, mode, height, width, scale) for pair in pairs]
+    factor = _factor(height, width)
+    with reused_heap():  # SIFT's pyramid, allocated and freed by every fit: its pages kept between fits
+        pairs = _pairs(reference, ref_exposure, moving, gamma, factor)
+        return [_fit_pair(pair, mode, height, width, 1.0 / factor) for pair in pairs]
 
 
 def _fit_pair(pair: _Pair, mode: AlignMode, height: int, width: int, scale: float) -> Alignment:

@@ -5,6 +5,9 @@ expressions): the kernels must give the same image, and the same keep maps, to f
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -166,3 +169,47 @@ def test_warm_loads_every_kernel():
     kernels.warm()
     for kernel in (kernels.grid_index, kernels.masks, kernels.disagreement, kernels.grey, kernels.grey_linear, kernels.accumulate, kernels.finish):
         assert kernel.signatures, kernel
+
+
+def _python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_numba_starts_without_scipy_and_keeps_its_linear_algebra():
+    out = _python(
+        "import sys\n"
+        "from smarthdr_backends.classic import _warm_kernels\n"
+        "_warm_kernels()\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "import numba, numpy as np, numba.np.arraymath as arraymath\n"
+        "print(arraymath._HAVE_BLAS)\n"
+        "dot = numba.njit(lambda a, b: np.dot(a, b))\n"
+        "a = np.arange(6.0).reshape(2, 3)\n"
+        "print(np.allclose(dot(a, a.T), a @ a.T), np.allclose(numba.njit(lambda x, y: np.correlate(x, y))(a[0], a[1]), np.correlate(a[0], a[1])))\n"
+    )
+    assert out.split() == ["False", "True", "True", "True"]
+
+
+def test_scipy_is_hidden_from_the_starting_thread_only():
+    out = _python(
+        "import threading\n"
+        "from smarthdr_backends.numba_start import without_scipy\n"
+        "seen = []\n"
+        "def other():\n"
+        "    import scipy.linalg\n"
+        "    seen.append('other thread imported it')\n"
+        "with without_scipy():\n"
+        "    try:\n"
+        "        import scipy.fft\n"
+        "    except ImportError:\n"
+        "        seen.append('hidden here')\n"
+        "    worker = threading.Thread(target=other)\n"
+        "    worker.start()\n"
+        "    worker.join()\n"
+        "import scipy.fft\n"
+        "seen.append('back after the block')\n"
+        "print(';'.join(seen))\n"
+    )
+    assert out.strip() == "hidden here;other thread imported it;back after the block"

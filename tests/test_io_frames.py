@@ -94,3 +94,28 @@ def test_jpeg_read_directly_and_a_png_named_jpg_still_read(tmp_path: Path):
     grey = rng.integers(0, 256, (30, 20), dtype=np.uint8)
     iio.imwrite(tmp_path / "grey.jpg", grey, quality=95)
     assert read_ldr(tmp_path / "grey.jpg")[0].shape == (30, 20, 3)
+
+
+def test_jpeg_pixels_are_pillows_and_a_cut_file_is_refused(tmp_path: Path):
+    """Colour and grey JPEGs (decoded by OpenCV) come out as Pillow decodes them, EXIF
+    orientation not applied (the reader does that); a file cut short is one clear error."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    smooth = np.cumsum(rng.integers(-3, 4, (96, 128, 3)), axis=1) + 128  # photo-like, chroma-subsampled
+    colour = Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the decoder must not turn the pixels itself
+    colour.save(tmp_path / "colour.jpg", quality=90, exif=exif.tobytes())
+    colour.convert("L").save(tmp_path / "grey.jpg", quality=90)
+    for name in ("colour.jpg", "grey.jpg"):
+        with Image.open(tmp_path / name) as image:
+            expected = np.asarray(image.convert("RGB"))
+        pixels, _ = read_ldr(tmp_path / name)
+        assert pixels.shape == (96, 128, 3)
+        assert np.array_equal(np.round(pixels * 255).astype(np.uint8), expected), name
+    data = (tmp_path / "colour.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.jpg: cannot decode image \(.*\)$") as caught:
+        read_ldr(tmp_path / "cut.jpg")
+    assert "\n" not in str(caught.value)

@@ -23,7 +23,7 @@ PACKAGES = {"smarthdr_cli": REPO / "smarthdr_cli", "smarthdr_backends": REPO / "
 # Bottom to top; a module may import from its own layer and the layers below it. A name ending in
 # "." covers the package's every module. The most specific entry wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("smarthdr_cli", "smarthdr_cli.errors", "smarthdr_cli.sizes", "smarthdr_cli.signals", "smarthdr_cli.machine", "smarthdr_cli.io", "smarthdr_cli.io.quiet")),
+    ("foundation", ("smarthdr_cli", "smarthdr_cli.errors", "smarthdr_cli.sizes", "smarthdr_cli.signals", "smarthdr_cli.machine", "smarthdr_cli.heap", "smarthdr_cli.io", "smarthdr_cli.io.quiet")),
     ("core", (
         "smarthdr_cli.io.", "smarthdr_cli.exposure", "smarthdr_cli.bracket", "smarthdr_cli.response", "smarthdr_cli.preprocess",
         "smarthdr_cli.tonemap", "smarthdr_cli.metrics", "smarthdr_cli.align", "smarthdr_cli.camera",
