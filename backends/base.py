@@ -99,8 +99,9 @@ class Backend(Protocol):
     def merge(self, bracket: Bracket) -> MergeResult: ...
 
     # Optional, not part of the protocol check: `prepare()` (no arguments) is called by
-    # `run_merge` once the frames are decoded, while alignment runs, for start-up work that
-    # can overlap it (`classic` loads its compiled kernels there). `merge` must not rely on it.
+    # `run_merge` once the frames are decoded, while they are checked, calibrated and aligned,
+    # for start-up work that can overlap that (`classic` loads its compiled kernels there).
+    # `merge` must not rely on it.
 
 
 @dataclass

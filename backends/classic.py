@@ -29,11 +29,12 @@ piled there show detail in the next longer frame.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, ClassVar, Iterable, Sequence
+from typing import Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -548,9 +549,10 @@ class ClassicBackend:
         self._warming: threading.Thread | None = None
 
     def prepare(self) -> None:
-        """Start loading the compiled kernels in a thread (`classic_kernels.warm`): ~1 s of
-        Python work in a fresh process. `run_merge` calls this as alignment starts, which runs on
-        one core: started with the decoding instead, it slowed the decoders by 0.5 s at 12 MP."""
+        """Start loading the compiled kernels in a thread (`classic_kernels.warm`): ~0.25 s of
+        Python work in a fresh process. `read_bracket` calls this once the frames are decoded:
+        beside the content check and response calibration it cost the 12 MP merge 0.35 s less
+        than beside the alignment, whose SIFT and OpenCV filters it slowed (bench/README.md)."""
         if self._warming is None:
             self._warming = threading.Thread(target=_warm_kernels, name="classic-kernels", daemon=True)
             self._warming.start()
@@ -565,7 +567,9 @@ class ClassicBackend:
         exposures = [float(t) for t in bracket.exposures]
         height = bracket.shape[0]
         workers = max(1, min(self.options.threads or usable_cores(), -(-height // BAND_ROWS)))
-        with ThreadPoolExecutor(workers) as pool:  # numpy's sorting and OpenCV's filters release the GIL
+        with ThreadPoolExecutor(workers) as pool, _opencv_threads(1 if workers > 1 else None):
+            # numpy's sorting and OpenCV's filters release the GIL; with a band per core in flight,
+            # OpenCV's own threads would only contend with them (4% of the merge's time at 12 MP)
             noises, floors = self._statistics(images, exposures, bracket, pool)
             hdr, dropped = self._merge_bands(images, exposures, bracket, noises, floors, pool)
         rejected = np.sum(dropped, axis=0) / (bracket.shape[0] * bracket.shape[1])
@@ -640,6 +644,22 @@ class ClassicBackend:
             return dropped
 
         return hdr, list(pool.map(merge_band, range(len(tops))))
+
+
+@contextlib.contextmanager
+def _opencv_threads(count: int | None) -> Iterator[None]:
+    """OpenCV's thread count set to `count` for the block (None: left as it is)."""
+    import cv2
+
+    if count is None:
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _writable_frame(images: Sequence[np.ndarray]) -> np.ndarray | None:

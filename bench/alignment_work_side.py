@@ -1,5 +1,5 @@
 """Alignment's fit resolution at 12 MP: accuracy and time of `align.estimate_all` for several
-work-level sizes (`align._WORK_SIDE`, the long side of the image keypoints are found on and ECC's finest level) on classic_pipeline.py's
+work-level sizes (`align._WORK_SIDE`, about the long side of the image keypoints are found on and ECC's finest level, reached by an integer reduction) on classic_pipeline.py's
 synthetic 12 MP JPEG bracket, whose true motion is known (frame i is the scene moved by a rotation
 of (i - 1) x 0.05 degrees about the centre plus a (i - 1) x 1.5 px shift).
 
@@ -63,10 +63,12 @@ def main() -> None:
             seconds.append(time.perf_counter() - began)
         frames = [i for i in range(3) if i != reference]
         errors = [corner_error(r.matrix if r.applied else np.eye(3), true_warp(i, width, height), height, width) for r, i in zip(results, frames)]
-        rows.append({"work_side": side, "seconds": statistics.median(seconds), "all_seconds": [round(s, 2) for s in seconds],
+        factor = align._factor(height, width)  # the work level is an integer reduction of the frame
+        rows.append({"work_side": side, "factor": factor, "work_px": [width // factor, height // factor],
+                     "seconds": statistics.median(seconds), "all_seconds": [round(s, 2) for s in seconds],
                      "corner_error_px": errors, "reasons": [r.reason for r in results]})
-        print(f"work side {side:5d}: {statistics.median(seconds):6.2f} s, corner error {', '.join(f'{e:.2f}' for e in errors)} px "
-              f"({'; '.join(r.reason for r in results)})", flush=True)
+        print(f"work side {side:5d} ({width // factor}x{height // factor}, 1/{factor}): {statistics.median(seconds):6.2f} s, "
+              f"corner error {', '.join(f'{e:.2f}' for e in errors)} px ({'; '.join(r.reason for r in results)})", flush=True)
     write_results(RESULTS, {"machine": machine(), "size": [width, height], "mode": args.mode, "repeats": args.repeats, "rows": rows})
 
 

@@ -119,7 +119,9 @@ def choose_three(count: int, reference: int | None) -> tuple[list[int], int]:
 def check_content(images: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """Refuse frames that carry no picture at all: entirely black or entirely clipped white."""
     for image, name in zip(images, names):
-        if not np.isfinite(image).all():
+        # Two reductions instead of np.isfinite: no full-size temporary (at 12 MP a 36 MB array
+        # of fresh pages, 0.09 s a frame); NaN propagates into the maximum, -inf into the minimum.
+        if not (np.isfinite(image.max()) and np.isfinite(image.min())):
             raise BracketError(f"{name}: frame contains invalid (non-finite) values")
         step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 2.0e6)))  # ~2 MP decide 99.9% as well as 12
         sample = image[::step, ::step]

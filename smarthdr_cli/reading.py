@@ -239,9 +239,9 @@ def read_bracket(
     `exposure_file`: a Kalantari `exposure.txt` for explicitly listed frames (dataset readers);
     a single folder argument finds its own. `select`: which frames the merge will take (the
     merge's backend decides, see `merge.frame_selector`), so only those are decoded; the
-    default takes the network's three. `decoded`: called once the frames are decoded and
-    linearised, as alignment starts (which leaves a core free: `merge` lets the backend start
-    its own preparation there).
+    default takes the network's three. `decoded`: called once the frames are decoded, before
+    their content check and response calibration (`merge` lets the backend start its own
+    preparation there, beside that lighter work).
     """
     files, found_file = resolve_inputs(paths)
     exposure_file = exposure_file or found_file
@@ -269,6 +269,8 @@ def read_bracket(
     # (a 12 MP JPEG decodes in ~0.2 s); errors come in frame order, as one after another.
     with ThreadPoolExecutor(max(1, min(usable_cores(), len(paths_used)))) as pool:
         frames = _decode(paths_used, infos_used, times_used, ref, pool)
+        if decoded is not None:
+            decoded()
         shapes = {f.image.shape for f in frames}
         if len(shapes) > 1:
             raise BracketError("frames differ in size: " + ", ".join(f"{f.path.name} {f.image.shape[1]}x{f.image.shape[0]}" for f in frames))
@@ -283,8 +285,6 @@ def read_bracket(
     bits, raw = max(f.bits for f in frames), frames[0].raw
     del frames
 
-    if decoded is not None:
-        decoded()
     normalised = exposure.normalise(times_used)
     alignment_notes = []
     warped = [False] * len(images)

@@ -47,3 +47,12 @@ def test_check_content_refuses_black_and_white_frames():
         check_content([good, np.zeros_like(good)], ["good", "black.png"])
     with pytest.raises(BracketError, match="entirely saturated"):
         check_content([np.ones_like(good)], ["white.png"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_content_check_refuses_a_single_non_finite_value(bad):
+    frame = np.full((30, 40, 3), 0.5, np.float32)
+    check_content([frame], ["ok"])
+    frame[17, 23, 1] = bad
+    with pytest.raises(BracketError, match="non-finite"):
+        check_content([frame], ["bad"])
