@@ -13,11 +13,14 @@ import numpy as np
 from smarthdr_cli.errors import BracketError
 
 GAMMA = 2.2  # the LDR domain every frame is brought into, eq. (1) of the paper
+CODE_VALUES = np.arange(256, dtype=np.float32) / np.float32(255.0)  # an 8-bit code's value in [0, 1]
 
 
 @dataclass
 class Frame:
-    """One exposure: float32 HxWx3 in [0, 1] in the gamma-2.2 LDR domain, and its exposure time."""
+    """One exposure: float32 HxWx3 in [0, 1] in the gamma-2.2 LDR domain, and its exposure time.
+    While a reader holds it before linearising, an 8-bit frame may be its codes (uint8): values
+    `code / 255`, compared as those."""
 
     path: Path
     image: np.ndarray
@@ -121,11 +124,13 @@ def check_content(images: Sequence[np.ndarray], names: Sequence[str]) -> None:
     for image, name in zip(images, names):
         # Two reductions instead of np.isfinite: no full-size temporary (at 12 MP a 36 MB array
         # of fresh pages, 0.09 s a frame); NaN propagates into the maximum, -inf into the minimum.
-        if not (np.isfinite(image.max()) and np.isfinite(image.min())):
+        if image.dtype != np.uint8 and not (np.isfinite(image.max()) and np.isfinite(image.min())):
             raise BracketError(f"{name}: frame contains invalid (non-finite) values")
         step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 2.0e6)))  # ~2 MP decide 99.9% as well as 12
         sample = image[::step, ::step]
         brightest, darkest = channel_max(sample), channel_min(sample)
+        if image.dtype == np.uint8:  # codes: their float32 values, as the same frame read as floats gives
+            brightest, darkest = CODE_VALUES[brightest], CODE_VALUES[darkest]
         if np.mean(brightest <= 2.0 / 255.0) >= 0.999:
             raise BracketError(f"{name}: frame is entirely black")
         if np.mean(darkest >= 0.98) >= 0.999:

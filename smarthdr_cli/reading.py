@@ -187,7 +187,7 @@ def _decode(
             "frames have different EXIF orientations: "
             + ", ".join(f"{p.name}={i.orientation}" for p, i in zip(paths, infos))
         )
-    decoded = list(pool.map(read_ldr, paths))
+    decoded = list(pool.map(lambda path: read_ldr(path, codes=True), paths))  # 8-bit: codes until linearised
     return [Frame(path, _orient(image, info.orientation), t, bits, False) for path, info, t, (image, bits) in zip(paths, infos, times, decoded)]
 
 
@@ -224,6 +224,14 @@ def _response(choice: ResponseChoice, frames: Sequence[Frame], layout: bool, not
     found = load_response(Path(setting))
     note(f"response: from {Path(setting).name}")
     return found
+
+
+def _linearised(frame: Frame, response: Response | None) -> np.ndarray:
+    """The frame in the gamma-2.2 domain: through `response`, or as it is (float32 in [0, 1])."""
+    codes = frame.image.dtype == np.uint8
+    if response is not None:
+        return response.to_gamma_domain(frame.image, bits=frame.bits, out=None if codes else frame.image)
+    return np.divide(frame.image, np.float32(255.0), dtype=np.float32) if codes else frame.image  # as read_ldr scales them
 
 
 def read_bracket(
@@ -277,11 +285,10 @@ def read_bracket(
         list(pool.map(lambda f: check_content([f.image], [f.path.name]), frames))
 
         response = _response(options.response, frames, exposure_file is not None, note)
-        # In place, and the frames dropped: from here on each frame exists once (a 12 MP frame is
-        # 145 MB in float32), and a warped frame replaces its original.
-        images = [f.image for f in frames]
-        if response is not None:
-            images = list(pool.map(lambda f: response.to_gamma_domain(f.image, bits=f.bits, out=f.image), frames))
+        # In place where a frame is float already, and the frames dropped: from here on each
+        # frame exists once (a 12 MP frame is 145 MB in float32), and a warped frame replaces its
+        # original. 8-bit frames are still their codes: a lookup gives their values.
+        images = list(pool.map(lambda f: _linearised(f, response), frames))
     bits, raw = max(f.bits for f in frames), frames[0].raw
     del frames
 

@@ -75,7 +75,8 @@ class Response:
         self, image: np.ndarray, gamma: float = GAMMA, bits: int = 16, out: np.ndarray | None = None
     ) -> np.ndarray:
         """`linearise(image) ** (1 / gamma)`; `out` (float32, C-contiguous, `image`'s shape) may
-        be `image` itself: a reader then holds one copy of each frame, not two."""
+        be `image` itself: a reader then holds one copy of each frame, not two. `image` may be
+        8-bit codes (uint8), looked up directly."""
         return _lookup(image, np.power(self.curve, np.float32(1.0 / gamma), dtype=np.float32), bits, out)
 
 
@@ -86,12 +87,15 @@ def _lookup(image: np.ndarray, table: np.ndarray, bits: int, out: np.ndarray | N
     others a 16-bit table interpolated from it (exact for 16-bit codes)."""
     import cv2
 
+    lut = np.ascontiguousarray(table.reshape(CODES, 1, 3), dtype=np.float32)
+    if image.dtype == np.uint8:
+        return cv2.LUT(np.ascontiguousarray(image), lut, dst=out)
     image = np.ascontiguousarray(image, dtype=np.float32)
     if bits <= 8:
         if float(image.min()) < 0.0:
             image = np.maximum(image, np.float32(0.0))
         codes = cv2.convertScaleAbs(image, alpha=CODES - 1)  # rounds and saturates at 255, in one pass
-        return cv2.LUT(codes, np.ascontiguousarray(table.reshape(CODES, 1, 3), dtype=np.float32), dst=out)
+        return cv2.LUT(codes, lut, dst=out)
     image = np.clip(image, 0.0, 1.0)
     codes = np.empty(image.shape, dtype=np.uint16)
     np.rint(image * np.float32(LOOKUP - 1), out=codes, casting="unsafe")
@@ -258,7 +262,10 @@ def calibrate(images: Sequence[np.ndarray], exposures: Sequence[float]) -> Respo
     # Work on at most ~1 MP: histograms of a regular subsample are those of the frame.
     height, width = images[0].shape[:2]
     step = max(1, int(np.ceil(np.sqrt(height * width / 1.0e6))))
-    codes = [(np.clip(image[::step, ::step], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8) for image in images]
+    codes = [
+        np.ascontiguousarray(image[::step, ::step]) if image.dtype == np.uint8 else (np.clip(image[::step, ::step], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        for image in images
+    ]
     # Too few distinct codes leave the curve to the smoothness prior alone: nothing was measured.
     if len(np.unique(np.concatenate([c.ravel() for c in codes]))) < MIN_DISTINCT_CODES:
         return None

@@ -56,3 +56,21 @@ def test_content_check_refuses_a_single_non_finite_value(bad):
     frame[17, 23, 1] = bad
     with pytest.raises(BracketError, match="non-finite"):
         check_content([frame], ["bad"])
+
+
+def test_content_check_of_codes_decides_as_for_their_float_values():
+    """Every code, as a flat frame of codes and of their float values: the same verdict."""
+    refused = set()
+    for code in range(256):
+        frame = np.full((40, 40, 3), code, np.uint8)
+        verdicts = []
+        for image in (frame, np.divide(frame, np.float32(255.0), dtype=np.float32)):
+            try:
+                check_content([image], ["f"])
+                verdicts.append("ok")
+            except BracketError as exc:
+                verdicts.append(str(exc))
+        assert verdicts[0] == verdicts[1], (code, verdicts)
+        if verdicts[0] != "ok":
+            refused.add(code)
+    assert refused == {0, 1, 2, *range(250, 256)}

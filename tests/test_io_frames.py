@@ -119,3 +119,14 @@ def test_jpeg_pixels_are_pillows_and_a_cut_file_is_refused(tmp_path: Path):
     with pytest.raises(InputError, match=r"cut\.jpg: cannot decode image \(.*\)$") as caught:
         read_ldr(tmp_path / "cut.jpg")
     assert "\n" not in str(caught.value)
+
+
+def test_codes_are_the_8_bit_values_and_16_bit_frames_stay_floats(tmp_path: Path):
+    image8 = np.arange(6 * 7 * 3, dtype=np.uint8).reshape(6, 7, 3)
+    iio.imwrite(tmp_path / "a.png", image8)
+    codes, bits = read_ldr(tmp_path / "a.png", codes=True)
+    assert bits == 8 and codes.dtype == np.uint8 and np.array_equal(codes, image8)
+    assert np.array_equal(read_ldr(tmp_path / "a.png")[0], np.divide(image8, np.float32(255.0), dtype=np.float32))
+    iio.imwrite(tmp_path / "b.tif", image8.astype(np.uint16) * 257)
+    values, bits = read_ldr(tmp_path / "b.tif", codes=True)
+    assert bits == 16 and values.dtype == np.float32

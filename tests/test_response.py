@@ -49,6 +49,22 @@ def test_calibrated_frames_satisfy_eq1_in_gamma_domain():
     assert response.to_gamma_domain(np.ones((1, 1, 3), np.float32)).min() == pytest.approx(1.0)
 
 
+def test_frames_as_codes_calibrate_and_linearise_as_their_float_values():
+    """The reader keeps 8-bit frames as codes until linearised: the same response and the same
+    values as the frames read as floats (code / 255)."""
+    radiance = procedural_radiance(200, 300, seed=4)
+    times = [1.0, 4.0, 16.0]
+    codes = [np.ascontiguousarray(f) for f in render_bracket(radiance, times, curve=s_curve, seed=4)]
+    values = [np.divide(c, np.float32(255.0), dtype=np.float32) for c in codes]
+    from_codes, from_values = calibrate(codes, times), calibrate(values, times)
+    assert from_codes is not None and from_values is not None
+    assert np.array_equal(from_codes.curve, from_values.curve) and from_codes.black == from_values.black
+    for c, v in zip(codes, values):
+        expected = from_values.to_gamma_domain(v, bits=8)
+        assert np.array_equal(from_values.to_gamma_domain(c, bits=8), expected)
+        assert not np.array_equal(expected, v)  # the curve is no identity: the comparison can fail
+
+
 def test_calibration_gives_up_on_featureless_brackets():
     flat = [np.full((50, 50, 3), v, np.float32) for v in (0.2, 0.4, 0.6)]
     assert calibrate(flat, [1.0, 4.0, 16.0]) is None

@@ -155,8 +155,10 @@ def _decode(path: Path) -> np.ndarray:
         return _tiff_to_rgb(path, pixels, tags) if tiff else pixels
 
 
-def read_ldr(path: Path) -> tuple[np.ndarray, int]:
-    """Pixels of `path` scaled to [0, 1] and the file's bit depth (8 or 16).
+def read_ldr(path: Path, codes: bool = False) -> tuple[np.ndarray, int]:
+    """Pixels of `path` scaled to [0, 1] and the file's bit depth (8 or 16); with `codes`, an
+    8-bit frame's codes as they are (uint8), for a reader that maps them through a response
+    itself (a lookup from the codes: no float copy to convert back).
 
     The decoders run inside `captured_output`: libpng, libtiff and OpenCV print their complaints
     about a broken file themselves; what they said becomes part of the one-line InputError instead.
@@ -184,6 +186,8 @@ def read_ldr(path: Path) -> tuple[np.ndarray, int]:
     if pixels.shape[2] in (1, 2):  # grey (+ alpha)
         pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
     pixels = pixels[:, :, :3]
+    if pixels.dtype == np.uint8 and codes:
+        return np.ascontiguousarray(pixels), 8
     if pixels.dtype == np.uint8:  # one pass, one array (astype, then divide: two of each)
         return np.divide(pixels, np.float32(255.0), dtype=np.float32), 8
     if pixels.dtype == np.uint16:
