@@ -318,9 +318,13 @@ def black_floors(
             pixels = _sample(image).reshape(-1, 3)
             rank = max(3, int(1e-4 * pixels.shape[0]))  # the next level that is populated, not a stray value
             for channel in range(3):
-                above = pixels[:, channel][pixels[:, channel] > level[channel] + 1e-6]
+                values = pixels[:, channel]
+                above = values[values > level[channel] + 1e-6]
                 if above.size > rank:
-                    edge[channel] = np.partition(above, rank)[rank]
+                    # The rank-th value above the floor is among the darkest ones whenever they are
+                    # more than `rank`: partitioning those alone gives it exactly, 10x faster.
+                    darkest = above[above <= level[channel] + np.float32(8.0 / 255)]
+                    edge[channel] = np.partition(darkest if darkest.size > rank else above, rank)[rank]
         floors.append(Floor(level, np.maximum(edge, level)))
     return floors
 
@@ -434,17 +438,15 @@ def consistency(
 
     from smarthdr_backends import classic_kernels as kernels
 
-    box = np.ones((3, 3), np.uint8)
-
-    def observed(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def observed(index: int) -> tuple[np.ndarray, np.ndarray]:
         image = images[index]
         at_floor = floors[index].level.astype(np.float32) + np.float32(K_SIGMA * noises[index].ldr)
-        floored, clipped = np.empty(image.shape, dtype=np.uint8), np.empty(image.shape, dtype=np.uint8)
-        kernels.masks(image, at_floor, SATURATION, floored, clipped)
-        return cv2.blur(image, (3, 3)), cv2.dilate(floored, box), cv2.dilate(clipped, box)
+        bits = np.empty(image.shape[:2], dtype=np.uint8)
+        kernels.flags(image, at_floor, SATURATION, bits)
+        return cv2.blur(image, (3, 3)), bits
 
     shape = images[0].shape[:2]
-    ref_mean, ref_floored, ref_clipped = observed(reference)
+    ref_mean, ref_flags = observed(reference)
     size = 2 * GHOST_DILATION + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     maps = []
@@ -453,11 +455,8 @@ def consistency(
             maps.append(np.ones(shape, dtype=np.float32))
             continue
         different = np.empty(shape, dtype=np.uint8)
-        mean, floored, clipped = observed(index)
-        kernels.disagreement(
-            ref_mean, ref_floored, ref_clipped, tables[reference].packed_bounds,
-            mean, floored, clipped, tables[index].packed_bounds, different,
-        )
+        mean, bits = observed(index)
+        kernels.disagreement(ref_mean, ref_flags, tables[reference].packed_bounds, mean, bits, tables[index].packed_bounds, different)
         ghost = cv2.dilate(different, kernel)
         keep = 1.0 - cv2.GaussianBlur(ghost.astype(np.float32), (0, 0), GHOST_DILATION)
         keep[ghost > 0] = 0.0

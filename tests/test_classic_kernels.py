@@ -167,7 +167,7 @@ def test_disposable_bracket_merges_into_a_frame_with_the_same_result(dynamic_sce
 
 def test_warm_loads_every_kernel():
     kernels.warm()
-    for kernel in (kernels.grid_index, kernels.masks, kernels.disagreement, kernels.grey, kernels.grey_linear, kernels.accumulate, kernels.finish):
+    for kernel in (kernels.grid_index, kernels.flags, kernels.disagreement, kernels.grey, kernels.grey_linear, kernels.accumulate, kernels.finish):
         assert kernel.signatures, kernel
 
 
