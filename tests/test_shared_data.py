@@ -91,3 +91,17 @@ def test_malformed_files_give_one_line_and_exit_2(runner, shared_data, tmp_path,
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_real_jpegs_read_as_pillow_decodes_them(shared_data):
+    """Every camera JPEG of ../shared/data: the reader's pixels (OpenCV's decoder for colour and
+    grey JPEGs) are Pillow's, EXIF orientation left to the reader."""
+    from PIL import Image
+
+    paths = sorted(p for p in shared_data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    assert paths
+    for path in paths:
+        with Image.open(path) as image:
+            expected = np.asarray(image.convert("RGB"))
+        codes, bits = read_ldr(path, codes=True)
+        assert bits == 8 and np.array_equal(codes, expected), path.name
