@@ -25,7 +25,7 @@ class _HideScipy(importlib.abc.MetaPathFinder):
         self.thread = threading.get_ident()
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if threading.get_ident() == self.thread and (name == "scipy" or name.startswith("scipy.")) and name not in sys.modules:
+        if threading.get_ident() == self.thread and (name == "scipy" or name.startswith("scipy.")):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 

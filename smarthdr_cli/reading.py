@@ -24,7 +24,7 @@ from smarthdr_cli.io import raw as raw_io
 from smarthdr_cli.io.capture import capture_info
 from smarthdr_cli.io.exif import CaptureInfo, orientation_turns
 from smarthdr_cli.io.hdr import is_hdr
-from smarthdr_cli.io.ldr import is_ldr, read_ldr
+from smarthdr_cli.io.ldr import code_values, is_ldr, read_ldr
 from smarthdr_cli.machine import usable_cores
 from smarthdr_cli.response import Response, ResponseChoice, calibrate, load_response
 
@@ -231,7 +231,7 @@ def _linearised(frame: Frame, response: Response | None) -> np.ndarray:
     codes = frame.image.dtype == np.uint8
     if response is not None:
         return response.to_gamma_domain(frame.image, bits=frame.bits, out=None if codes else frame.image)
-    return np.divide(frame.image, np.float32(255.0), dtype=np.float32) if codes else frame.image  # as read_ldr scales them
+    return code_values(frame.image) if codes else frame.image
 
 
 def read_bracket(

@@ -155,6 +155,12 @@ def _decode(path: Path) -> np.ndarray:
         return _tiff_to_rgb(path, pixels, tags) if tiff else pixels
 
 
+def code_values(codes: np.ndarray) -> np.ndarray:
+    """8-bit codes as float32 values in [0, 1], in one pass and one array (astype, then divide:
+    two of each)."""
+    return np.divide(codes, np.float32(255.0), dtype=np.float32)
+
+
 def read_ldr(path: Path, codes: bool = False) -> tuple[np.ndarray, int]:
     """Pixels of `path` scaled to [0, 1] and the file's bit depth (8 or 16); with `codes`, an
     8-bit frame's codes as they are (uint8), for a reader that maps them through a response
@@ -188,8 +194,8 @@ def read_ldr(path: Path, codes: bool = False) -> tuple[np.ndarray, int]:
     pixels = pixels[:, :, :3]
     if pixels.dtype == np.uint8 and codes:
         return np.ascontiguousarray(pixels), 8
-    if pixels.dtype == np.uint8:  # one pass, one array (astype, then divide: two of each)
-        return np.divide(pixels, np.float32(255.0), dtype=np.float32), 8
+    if pixels.dtype == np.uint8:
+        return code_values(pixels), 8
     if pixels.dtype == np.uint16:
         return np.divide(pixels, np.float32(65535.0), dtype=np.float32), 16
     if np.issubdtype(pixels.dtype, np.floating):
